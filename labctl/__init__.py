@@ -1,0 +1,3 @@
+"""labctl: declarative labs of VMs, LXC containers and namespace containers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""Every machine's MAC and address on every lab network, decided from the labfile alone.
+
+Addresses are fixed before anything is created: static ones as written, the others handed out in
+the order machines are declared, from .10 upwards. The libvirt network reserves each MAC/address
+pair in its DHCP server and publishes every name in its DNS, so all kinds resolve each other by
+name, whether they use DHCP (VMs, LXC) or configure the address directly (ns containers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from labctl.errors import LabctlError
+from labctl.labfile.models import Lab, Machine, Network
+
+FIRST_DYNAMIC = 10
+
+
+@dataclass(frozen=True)
+class Lease:
+    machine: str
+    network: str
+    ip: ipaddress.IPv4Address
+    mac: str
+    prefixlen: int
+    gateway: ipaddress.IPv4Address
+
+
+def mac_address(lab_id: str, machine: str, network: str) -> str:
+    """A stable locally administered MAC in QEMU's 52:54:00 range."""
+    digest = hashlib.sha256(f"{lab_id}/{machine}/{network}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def plan(lab: Lab) -> dict[tuple[str, str], Lease]:
+    """(machine, network) -> Lease for every attachment in the lab."""
+    leases: dict[tuple[str, str], Lease] = {}
+    for network in lab.networks:
+        taken = {a.ip for m in lab.machines for a in m.networks if a.network == network.name and a.ip}
+        pool = _pool(network, taken)
+        for machine in lab.machines:
+            for attachment in machine.networks:
+                if attachment.network != network.name:
+                    continue
+                ip = attachment.ip or next(pool, None)
+                if ip is None:
+                    raise LabctlError(
+                        f"network {network.name} ({network.cidr}) has no free address for {machine.name}"
+                    )
+                leases[(machine.name, network.name)] = Lease(
+                    machine.name,
+                    network.name,
+                    ip,
+                    mac_address(lab.id, machine.name, network.name),
+                    network.cidr.prefixlen,
+                    network.gateway,
+                )
+    return leases
+
+
+def leases_of(lab: Lab, machine: Machine) -> list[Lease]:
+    all_leases = plan(lab)
+    return [all_leases[(machine.name, a.network)] for a in machine.networks]
+
+
+def _pool(network: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[ipaddress.IPv4Address]:
+    hosts = list(network.cidr.hosts())
+    start = FIRST_DYNAMIC if len(hosts) > FIRST_DYNAMIC + 4 else 1
+    for ip in hosts[start:]:
+        if ip not in taken and ip != network.gateway:
+            yield ip
+
+
+def bridge_name(lab: Lab, network: Network) -> str:
+    """At most 15 characters (the kernel's limit), unique per lab and network."""
+    digest = hashlib.sha256(f"{lab.id}/{network.name}".encode()).hexdigest()[:8]
+    return f"lcbr{digest}"
+
+
+def libvirt_network_name(lab: Lab, network: Network) -> str:
+    return f"labctl-{lab.id}-{network.name}"

@@ -1,0 +1,19 @@
+"""labctl up: create, start and provision the lab's machines (all, or those named)."""
+
+from __future__ import annotations
+
+import argparse
+
+from labctl.cli.common import add_machine_names, open_lab, report
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_machine_names(parser, "bring up")
+
+
+def run(args: argparse.Namespace) -> int:
+    runner = open_lab(args)
+    machines = runner.select(args.names)
+    with runner.context.state.lock():
+        outcomes = runner.up(machines)
+    return report(outcomes, "up")

@@ -1,0 +1,57 @@
+"""labctl validate: check the labfile and report every problem in it at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+from labctl.errors import LabfileError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Exit code 0 when the labfile is valid, 2 when it has problems (all listed)."
+
+
+def run(args: argparse.Namespace) -> int:
+    from labctl.labfile import load_lab
+
+    try:
+        lab = load_lab(args.file)
+    except LabfileError as exc:
+        if not args.json:
+            raise
+        problems = [p.__dict__ for p in exc.problems]
+        print(json.dumps({"valid": False, "problems": problems}, indent=2))
+        return exc.exit_code
+    counts = Counter(m.kind.value for m in lab.machines)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "lab": lab.name,
+                    "id": lab.id,
+                    "machines": dict(counts),
+                    "networks": [n.name for n in lab.networks],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    nets = len(lab.networks)
+    print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}")
+    _warn_missing_boxes(lab)
+    return 0
+
+
+def _warn_missing_boxes(lab: object) -> None:
+    """A valid labfile may still name boxes this host has not built yet: say how to get them."""
+    from labctl import console
+    from labctl.boxes_needed import missing_boxes
+
+    for name, machines in missing_boxes(lab).items():
+        console.warn(
+            f"box {name} (used by {', '.join(machines)}) is not in the store; build it with: labctl box build {name}"
+        )

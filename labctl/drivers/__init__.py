@@ -1,0 +1,166 @@
+"""The driver interface: one small contract, one module per kind, loaded only when used.
+
+A driver turns a Machine of its kind into something running and back. Everything shared between
+kinds (labfile model, state, networks, SSH keys, box store) reaches it through a LabContext.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl.errors import UsageError
+from labctl.labfile.models import Kind, Lab, Machine
+from labctl.paths import labctl_home
+from labctl.state import LabState
+
+if TYPE_CHECKING:
+    from labctl.box import BoxStore
+
+
+class MachineState(enum.StrEnum):
+    NOT_CREATED = "not created"
+    STOPPED = "stopped"
+    RUNNING = "running"
+    PAUSED = "paused"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How OpenSSH, paramiko and Ansible reach a machine."""
+
+    host: str
+    port: int
+    user: str
+    key: Path
+
+
+class LabContext:
+    """What every driver of one lab shares."""
+
+    def __init__(self, lab: Lab, store: BoxStore | None = None) -> None:
+        self.lab = lab
+        self.state = LabState(lab.root, lab.id)
+        self._store = store
+
+    @property
+    def store(self) -> BoxStore:
+        if self._store is None:
+            from labctl.box import BoxStore
+
+            self._store = BoxStore()
+        return self._store
+
+    @property
+    def data_dir(self) -> Path:
+        """Disks, overlays and seeds: outside the user's tree so the qemu user can read them."""
+        return labctl_home() / "labs" / self.lab.id
+
+    @property
+    def key_path(self) -> Path:
+        """The lab's private SSH key (0600); the public key is key_path + '.pub'."""
+        return self.state.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state.dir / "known_hosts"
+
+
+class Driver(abc.ABC):
+    """Create, start, stop, destroy, inspect and enter machines of one kind."""
+
+    kind: Kind
+
+    def __init__(self, context: LabContext) -> None:
+        self.context = context
+
+    @property
+    def lab(self) -> Lab:
+        return self.context.lab
+
+    def check_host(self, machines: Sequence[Machine]) -> None:  # noqa: B027 - optional hook
+        """Raise HostError before anything is created if this host cannot run these machines."""
+
+    @abc.abstractmethod
+    def create(self, machine: Machine) -> None:
+        """Create and start the machine and wait until it is ready (exec works, first boot done).
+        On failure, remove what this call created and raise."""
+
+    @abc.abstractmethod
+    def start(self, machine: Machine) -> None:
+        """Start a stopped machine and wait until it is ready."""
+
+    @abc.abstractmethod
+    def stop(self, machine: Machine, timeout: float = 60.0) -> None:
+        """Clean shutdown; force after `timeout` seconds."""
+
+    @abc.abstractmethod
+    def destroy(self, machine: Machine) -> None:
+        """Remove every trace of the machine; succeeds when it does not exist."""
+
+    @abc.abstractmethod
+    def state(self, machine: Machine) -> MachineState: ...
+
+    @abc.abstractmethod
+    def address(self, machine: Machine) -> str | None:
+        """The machine's first lab address, when it has one."""
+
+    @abc.abstractmethod
+    def exec(self, machine: Machine, argv: Sequence[str], *, tty: bool = False) -> int:
+        """Run argv in the machine with this process's stdin/stdout/stderr; return its exit code."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run argv in the machine and capture its output."""
+
+    def ssh_target(self, machine: Machine) -> SshTarget | None:
+        """Where OpenSSH reaches the machine, or None when it runs no sshd."""
+        return None
+
+    def snapshot_save(self, machine: Machine, tag: str) -> None:
+        raise self._no_snapshots()
+
+    def snapshot_restore(self, machine: Machine, tag: str) -> None:
+        raise self._no_snapshots()
+
+    def snapshot_list(self, machine: Machine) -> list[str]:
+        raise self._no_snapshots()
+
+    def snapshot_delete(self, machine: Machine, tag: str) -> None:
+        raise self._no_snapshots()
+
+    def _no_snapshots(self) -> UsageError:
+        return UsageError(f"{self.kind.value} machines have no snapshots")
+
+
+DRIVERS: dict[Kind, tuple[str, str]] = {
+    Kind.VM: ("labctl.drivers.vm", "VmDriver"),
+    Kind.LXC: ("labctl.drivers.lxc", "LxcDriver"),
+    Kind.NS: ("labctl.drivers.ns", "NsDriver"),
+}
+
+
+def driver_for(kind: Kind, context: LabContext) -> Driver:
+    module_name, class_name = DRIVERS[kind]
+    driver_class: type[Driver] = getattr(importlib.import_module(module_name), class_name)
+    return driver_class(context)

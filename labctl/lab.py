@@ -1,0 +1,161 @@
+"""Orchestration: bring a whole lab up, down or away, machine by machine, through the drivers.
+
+Machines are created in parallel by a bounded pool. One failing machine does not stop the others:
+its partial resources are removed by its driver, the failure is reported with its name and
+reason, and running `up` again completes the lab.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from labctl import console
+from labctl.drivers import Driver, LabContext, MachineState, driver_for
+from labctl.errors import DriverError, LabctlError, UsageError
+from labctl.labfile.models import Kind, Lab, Machine
+
+MAX_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Outcome:
+    machine: str
+    action: str  # created | started | running | stopped | destroyed | failed
+    seconds: float
+    error: LabctlError | None = None
+
+
+class LabRunner:
+    """The verbs that act on several machines of one lab."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.context = LabContext(lab)
+        self._drivers: dict[Kind, Driver] = {}
+
+    def driver(self, kind: Kind) -> Driver:
+        if kind not in self._drivers:
+            self._drivers[kind] = driver_for(kind, self.context)
+        return self._drivers[kind]
+
+    def select(self, names: Sequence[str]) -> list[Machine]:
+        """The named machines in labfile order, or all of them; unknown names are a usage error."""
+        known = [m.name for m in self.lab.machines]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(
+                f"no machine named {', '.join(unknown)} in lab {self.lab.name}",
+                f"machines: {', '.join(known)}",
+            )
+        return [m for m in self.lab.machines if not names or m.name in names]
+
+    def machine(self, name: str) -> Machine:
+        return self.select([name])[0]
+
+    def state_of(self, machine: Machine) -> MachineState:
+        if machine.name not in self.context.state.machines():
+            return MachineState.NOT_CREATED
+        return self.driver(machine.kind).state(machine)
+
+    # -- up ---------------------------------------------------------------------------------------
+
+    def up(self, machines: Sequence[Machine]) -> list[Outcome]:
+        from labctl import keys, network
+
+        for kind in {m.kind for m in machines}:
+            self.driver(kind).check_host([m for m in machines if m.kind is kind])
+        self.context.state.ensure_dir()
+        keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
+        self._register_boxes(machines)
+        if any(m.networks for m in machines):
+            with console.step("networks"):
+                network.check_collisions(self.lab)
+                network.ensure_networks(self.lab)
+        return self._parallel(machines, self._bring_up)
+
+    def _bring_up(self, machine: Machine) -> str:
+        driver = self.driver(machine.kind)
+        current = self.state_of(machine)
+        if current is MachineState.RUNNING:
+            return "running"
+        if current in (MachineState.STOPPED, MachineState.PAUSED):
+            driver.start(machine)
+            return "started"
+        self.context.state.update_machine(
+            machine.name, kind=machine.kind.value, box=machine.box, status="creating"
+        )
+        driver.create(machine)
+        self.context.state.update_machine(machine.name, status="created", created_at=time.time())
+        return "created"
+
+    def _register_boxes(self, machines: Iterable[Machine]) -> None:
+        boxes = {m.box for m in machines if m.box}
+        for box in boxes:
+            self.context.store.register_user(box, self.lab.id, self.lab.root)
+
+    # -- halt / destroy ---------------------------------------------------------------------------
+
+    def halt(self, machines: Sequence[Machine], timeout: float) -> list[Outcome]:
+        def stop(machine: Machine) -> str:
+            if self.state_of(machine) in (MachineState.NOT_CREATED, MachineState.STOPPED):
+                return "stopped"
+            self.driver(machine.kind).stop(machine, timeout)
+            return "stopped"
+
+        return self._parallel(machines, stop)
+
+    def destroy(self, machines: Sequence[Machine]) -> list[Outcome]:
+        def remove(machine: Machine) -> str:
+            self.driver(machine.kind).destroy(machine)
+            self.context.state.forget_machine(machine.name)
+            return "destroyed"
+
+        outcomes = self._parallel(machines, remove)
+        if len(machines) == len(self.lab.machines) and not any(o.error for o in outcomes):
+            self._destroy_lab_wide()
+        return outcomes
+
+    def _destroy_lab_wide(self) -> None:
+        """What belongs to the lab rather than to one machine: networks, data dir, state."""
+        from labctl import network
+
+        network.remove_networks(self.lab)
+        for box in {m.box for m in self.lab.machines if m.box}:
+            self.context.store.unregister_user(box, self.lab.id)
+        shutil.rmtree(self.context.data_dir, ignore_errors=True)
+        shutil.rmtree(self.context.state.dir, ignore_errors=True)
+
+    # -- shared -----------------------------------------------------------------------------------
+
+    def _parallel(self, machines: Sequence[Machine], action: Callable[[Machine], str]) -> list[Outcome]:
+        if not machines:
+            return []
+        workers = min(MAX_WORKERS, len(machines))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labctl") as pool:
+            futures = [pool.submit(self._timed, machine, action) for machine in machines]
+            return [f.result() for f in futures]
+
+    @staticmethod
+    def _timed(machine: Machine, action: Callable[[Machine], str]) -> Outcome:
+        started = time.monotonic()
+        try:
+            verb = action(machine)
+        except LabctlError as exc:
+            console.error(f"{machine.name}: {exc.message}", exc.hint)
+            return Outcome(machine.name, "failed", time.monotonic() - started, exc)
+        except Exception as exc:
+            error = DriverError(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback")
+            error.__cause__ = exc
+            console.error(f"{machine.name}: {error.message}", error.hint)
+            return Outcome(machine.name, "failed", time.monotonic() - started, error)
+        elapsed = time.monotonic() - started
+        console.info(f"{machine.name}: {verb} ({elapsed:.1f} s)")
+        return Outcome(machine.name, verb, elapsed)
+
+
+def failed(outcomes: Iterable[Outcome]) -> list[Outcome]:
+    return [o for o in outcomes if o.error is not None]

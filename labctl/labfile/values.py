@@ -1,0 +1,113 @@
+"""Parsers for single labfile values: names, sizes, counts, addresses. Each returns the parsed
+value or raises ValueError with the message the user sees after the key path."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from labctl.labfile.loader import kind_of
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+GROUP_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def name(value: Any, what: str = "name", max_length: int = 63) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a {what} (a DNS label such as web-1), got {kind_of(value)}")
+    if not DNS_LABEL.match(value) or len(value) > max_length:
+        raise ValueError(
+            f"{value!r} is not a valid {what}: use 1-{max_length} lowercase letters, digits and "
+            "hyphens, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def size(value: Any) -> int:
+    """'512M', '1G', '1536MiB', '2GB' -> bytes. K/M/G/T and KiB/MiB... are binary, KB/MB/GB decimal."""
+    example = "expected a size like 512M or 2G"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{example}, got {kind_of(value)}")
+    if isinstance(value, int):
+        raise ValueError(f"{example}, got the bare number {value} (add a unit: {value}M?)")
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"{example}, got {value!r}")
+    number, unit, binary, byte = match.groups()
+    decimal = bool(byte) and not binary and unit != ""
+    base = 1000 if decimal else 1024
+    return int(float(number) * base ** _UNITS[unit.upper()])
+
+
+def human_size(n: int) -> str:
+    for unit, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
+        if n >= 1024**power and n % 1024**power == 0:
+            return f"{n // 1024**power}{unit}"
+    return f"{n}B"
+
+
+def integer(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number from {low} to {high}, got {kind_of(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"must be from {low} to {high}, got {value}")
+    return value
+
+
+def text(value: Any, what: str = "text") -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected {what}, got {kind_of(value)}")
+    if "\x00" in value:
+        raise ValueError(f"{what} may not contain NUL characters")
+    return value
+
+
+def choice(value: Any, choices: list[str]) -> str:
+    listed = " | ".join(choices)
+    if not isinstance(value, str):
+        raise ValueError(f"expected one of {listed}, got {kind_of(value)}")
+    if value not in choices:
+        hint = suggestion(value, choices)
+        raise ValueError(f"expected one of {listed}, got {value!r}{hint}")
+    return value
+
+
+def cidr(value: Any) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IPv4 network like 10.213.7.0/24, got {kind_of(value)}")
+    try:
+        network = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"expected an IPv4 network like 10.213.7.0/24, got {value!r}") from None
+    if "/" not in value:
+        raise ValueError(f"{value!r} has no prefix length; did you mean {network.network_address}/24?")
+    if str(network) != value.strip():
+        raise ValueError(f"{value!r} has host bits set; did you mean {network}?")
+    if not 8 <= network.prefixlen <= 29:
+        raise ValueError(f"prefix /{network.prefixlen} is out of range: use /8 to /29")
+    return network
+
+
+def address(value: Any) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IPv4 address like 10.213.7.10, got {kind_of(value)}")
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"expected an IPv4 address like 10.213.7.10, got {value!r}") from None
+
+
+def suggestion(word: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def default_lab_name(directory_name: str) -> str:
+    """A DNS label made from the labfile's directory name ('My Lab_2' -> 'my-lab-2')."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", directory_name.lower()).strip("-")[:40].strip("-")
+    return cleaned or "lab"

@@ -1,0 +1,43 @@
+"""Where labctl keeps things: the box store, per-lab state, and its shipped resources."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from labctl.errors import LabctlError
+
+STATE_DIR_NAME = ".labctl"
+
+
+def labctl_home() -> Path:
+    """The machine-wide data directory: LABCTL_HOME, else /var/lib/labctl for root."""
+    configured = os.environ.get("LABCTL_HOME")
+    if configured:
+        return Path(configured).absolute()
+    if os.geteuid() == 0:
+        return Path("/var/lib/labctl")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "labctl"
+
+
+def box_store() -> Path:
+    return labctl_home() / "boxes"
+
+
+def resource_dir(name: str) -> Path:
+    """templates/, playbooks/ or boxes/: inside the installed wheel, or at the source root."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "_data" / name, package_dir.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise LabctlError(f"labctl's {name}/ directory is missing", "reinstall labctl")
+
+
+def inside(base: Path, *parts: str) -> Path:
+    """base/parts, refusing any result that escapes base (.., absolute parts, symlinks)."""
+    root = base.resolve()
+    target = root.joinpath(*parts).resolve()
+    if target != root and root not in target.parents:
+        raise LabctlError(f"path {'/'.join(parts)!r} leaves {root}")
+    return target
