@@ -1,0 +1,63 @@
+"""What the lxc and ns drivers share: names, timed phases, thread-safe state records."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from labctl.drivers import LabContext
+from labctl.errors import DriverError
+from labctl.labfile.models import Machine
+
+# LabState.update_machine reads, merges and writes state.json; threads creating machines in
+# parallel would otherwise lose each other's records.
+_state_lock = threading.Lock()
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME = 64  # lxc-* and runc accept longer, but cgroup and socket paths get long quickly
+
+
+def container_name(context: LabContext, machine: Machine) -> str:
+    """labctl-<lab id>-<machine>: unique per lab and machine, never a container labctl didn't make."""
+    name = f"labctl-{context.lab.id}-{machine.name}"
+    if len(name) > MAX_NAME or not _NAME.match(name):
+        raise DriverError(
+            f"container name {name!r} is too long or has characters lxc/runc refuse",
+            f"use a shorter lab or machine name (at most {MAX_NAME} characters together)",
+        )
+    return name
+
+
+def record(context: LabContext, machine: Machine, **fields: Any) -> None:
+    with _state_lock:
+        context.state.update_machine(machine.name, kind=str(machine.kind), **fields)
+
+
+class Phases:
+    """Durations of the named steps of a create, for state.json and `labctl status`."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.done[name] = round(time.monotonic() - started, 3)
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    """Poll predicate() until it is true or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)

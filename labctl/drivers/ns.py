@@ -1,0 +1,231 @@
+"""Namespace containers: one process (machine.command) under runc, in exactly the declared namespaces.
+
+Layout of one machine, all under ctx.data_dir/ns/<machine>/:
+
+    config.json     from templates/oci/config.json.j2
+    rootfs/         OverlayFS of the box's rootfs + upper/ (or the host's / bound read-only)
+    upper/ work/    the overlay's writable layer and OverlayFS's scratch dir
+    etc/            hostname, hosts and resolv.conf, bound read-only into the container
+    console.log     the container's stdout/stderr and runc's own errors
+
+With `net`, runc makes the netns; labctl names it labctl-<lab>-<machine> and plumbs it between
+`runc create` and `runc start` (see labctl.netns).
+Snapshots: ns machines have none (their state is one process): the Driver base class raises a
+UsageError that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from labctl import addressing, netns
+from labctl.drivers import Driver, ExecResult, LabContext, MachineState
+from labctl.drivers.containers import Phases, container_name, record, wait_until
+from labctl.drivers.oci import DEFAULT_COMMAND, ID_MAPPING, BundleSpec, config
+from labctl.drivers.overlay import bind_readonly, mount_overlay, owned_by, unmount
+from labctl.drivers.runtime import Runtime, runtime_name
+from labctl.errors import DriverError, HostError
+from labctl.labfile.models import Kind, Machine, Namespace
+from labctl.paths import inside
+from labctl.run import run, which
+from labctl.seed import dns_domain, nic_plan
+
+__all__ = ["NsDriver", "runtime_name"]
+STATUS = {"running": MachineState.RUNNING, "paused": MachineState.PAUSED}
+
+
+class NsDriver(Driver):
+    kind = Kind.NS
+
+    def __init__(self, context: LabContext) -> None:
+        super().__init__(context)
+        self.runtime = Runtime(context.data_dir / "runc")
+
+    # -- paths and names ------------------------------------------------------------------------
+    def bundle(self, machine: Machine) -> Path:
+        return inside(self.context.data_dir, "ns", machine.name)
+
+    def container(self, machine: Machine) -> str:
+        return container_name(self.context, machine)
+
+    def links(self, machine: Machine) -> list[netns.Link]:
+        if Namespace.NET not in machine.namespaces:
+            return []
+        owner = self.container(machine)
+        leases = addressing.leases_of(self.lab, machine)
+        nics = nic_plan(self.lab, machine)
+        return [
+            netns.Link(
+                host=netns.veth_name(owner, index),
+                inside=f"eth{index}",
+                bridge=addressing.bridge_name(self.lab, self.lab.network(lease.network)),
+                lease=lease,
+                default_route=nic["default_route"],
+            )
+            for index, (lease, nic) in enumerate(zip(leases, nics, strict=True))
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def check_host(self, machines: Sequence[Machine]) -> None:
+        if not which(runtime_name()):
+            raise HostError(f"{runtime_name()} not found", "install it with: apt-get install runc")
+        userns = Path("/proc/sys/user/max_user_namespaces")
+        wants_user = any(Namespace.USER in m.namespaces for m in machines)
+        if wants_user and userns.exists() and userns.read_text().strip() == "0":
+            raise HostError("user namespaces are disabled", "sysctl -w user.max_user_namespaces=15000")
+
+    def create(self, machine: Machine) -> None:
+        phases = Phases()
+        try:
+            self._bring_up(machine, phases)
+        except BaseException:
+            self.destroy(machine)
+            raise
+        record(
+            self.context,
+            machine,
+            phases=phases.done,
+            address=self.address(machine),
+            container=self.container(machine),
+            runtime=runtime_name(),
+        )
+
+    def start(self, machine: Machine) -> None:
+        if self.state(machine) is MachineState.NOT_CREATED:
+            raise DriverError(f"{machine.name} is not created", "run labctl up")
+        self._bring_up(machine, Phases())
+
+    def _bring_up(self, machine: Machine, phases: Phases) -> None:
+        """Every step checks what exists first, so this also finishes a create that was killed."""
+        container = self.container(machine)
+        if self.runtime.status(container) == "running":
+            return
+        with phases("rootfs"):
+            self._prepare_rootfs(machine)
+        with phases("bundle"):
+            self._write_bundle(machine)
+        bundle = self.bundle(machine)
+        with phases("create"):
+            self.runtime.delete(container)  # a created/stopped leftover of an earlier attempt
+            pid = self.runtime.create(container, bundle, bundle / "console.log")
+        with phases("network"):
+            self._plug(machine, pid)
+        with phases("start"):
+            self.runtime.start(container)
+            if not wait_until(lambda: self.runtime.status(container) == "running", 10):
+                raise DriverError(
+                    f"{machine.name} exited right after starting", f"see {bundle / 'console.log'}"
+                )
+
+    def _prepare_rootfs(self, machine: Machine) -> None:
+        bundle = self.bundle(machine)
+        rootfs = bundle / "rootfs"
+        if machine.box is None:
+            bind_readonly(Path("/"), rootfs)
+            return
+        lower = self._box_rootfs(machine.box)
+        upper = bundle / "upper"
+        mount_overlay(lower, upper, bundle / "work", rootfs)
+        if Namespace.USER in machine.namespaces:
+            # Container root is host uid 100000: it owns the overlay's top directory, box files
+            # keep host ownership and show up as nobody (runc 1.1 has no idmapped mounts).
+            owned_by(upper, ID_MAPPING["hostID"], ID_MAPPING["hostID"])
+
+    def _box_rootfs(self, name: str) -> Path:
+        rootfs = self.context.store.get(name).rootfs
+        if rootfs is None:
+            raise DriverError(
+                f"box {name} has no rootfs for containers", f"rebuild it: labctl box build {name}"
+            )
+        return rootfs
+
+    def _plug(self, machine: Machine, pid: int) -> None:
+        if Namespace.NET not in machine.namespaces:
+            return
+        name = self.container(machine)
+        netns.attach_netns(name, pid)
+        netns.plug(name, self.links(machine))
+
+    def _write_bundle(self, machine: Machine) -> None:
+        bundle = self.bundle(machine)
+        etc = bundle / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        for name, text in self._etc_files(machine).items():
+            (etc / name).write_text(text)
+            (etc / name).chmod(0o644)
+        spec = BundleSpec(self.container(machine), machine, machine.box is None, str(etc))
+        (bundle / "config.json").write_text(json.dumps(config(spec), indent=2) + "\n")
+
+    def _etc_files(self, machine: Machine) -> dict[str, str]:
+        links = self.links(machine)
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+        hosts += "".join(f"{link.lease.ip}\t{machine.name}\n" for link in links[:1])
+        resolv = f"nameserver {links[0].lease.gateway}\nsearch {dns_domain(self.lab)}\n" if links else ""
+        return {"hostname": machine.name + "\n", "hosts": hosts, "resolv.conf": resolv}
+
+    def stop(self, machine: Machine, timeout: float = 60.0) -> None:
+        """TERM, then KILL after timeout; the default `sleep infinity` has nothing to save: KILL."""
+        container = self.container(machine)
+        if self.runtime.status(container) in ("running", "paused"):
+            default = tuple(machine.command or DEFAULT_COMMAND) == DEFAULT_COMMAND
+            if not default:
+                self.runtime.kill(container, "TERM")
+            if default or not wait_until(lambda: self.runtime.status(container) != "running", timeout):
+                self.runtime.kill(container, "KILL")
+                wait_until(lambda: self.runtime.status(container) != "running", 10)
+        self.runtime.delete(container)  # frees the cgroup; bundle and overlay stay for `up`
+        self._unplug(machine)
+
+    def _unplug(self, machine: Machine) -> None:
+        netns.unplug(self.links(machine))
+        netns.delete_netns(self.container(machine))
+
+    def destroy(self, machine: Machine) -> None:
+        container = self.container(machine)
+        self.runtime.delete(container)
+        self._unplug(machine)
+        bundle = self.bundle(machine)
+        unmount(bundle / "rootfs")
+        if bundle.exists():
+            shutil.rmtree(bundle)
+
+    # -- inspection -----------------------------------------------------------------------------
+    def state(self, machine: Machine) -> MachineState:
+        status = self.runtime.status(self.container(machine))
+        if status in STATUS:
+            return STATUS[status]
+        if (self.bundle(machine) / "config.json").exists():
+            return MachineState.STOPPED
+        return MachineState.NOT_CREATED
+
+    def address(self, machine: Machine) -> str | None:
+        links = self.links(machine)
+        return str(links[0].lease.ip) if links else None
+
+    def exec(self, machine: Machine, argv: Sequence[str], *, tty: bool = False) -> int:
+        self._require_running(machine)
+        return self.runtime.exec(self.container(machine), argv, tty)
+
+    def run(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        self._require_running(machine)
+        argv_ = self.runtime.exec_argv(self.container(machine), argv, tty=False)
+        result = run(argv_, check=False, input=input, timeout=timeout)
+        return ExecResult(result.returncode, result.stdout, result.stderr)
+
+    def _require_running(self, machine: Machine) -> None:
+        if self.runtime.status(self.container(machine)) != "running":
+            raise DriverError(f"{machine.name} is not running", "start it with: labctl up")
+
+    def init_pid(self, machine: Machine) -> int | None:
+        """The container's first process as the host sees it (tests compare its namespaces)."""
+        return self.runtime.pid(self.container(machine))
