@@ -22,8 +22,8 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
-def _colour(code: str, text: str, stream: object = sys.stderr) -> str:
-    isatty = getattr(stream, "isatty", None)
+def _colour(code: str, text: str) -> str:
+    isatty = getattr(sys.stderr, "isatty", None)
     if os.environ.get("NO_COLOR") or not (isatty and isatty()):
         return text
     return f"\033[{code}m{text}\033[0m"

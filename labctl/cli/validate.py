@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 from labctl.errors import LabfileError
+from labctl.labfile.models import Kind
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in Kind if counts[kind])
     nets = len(lab.networks)
     print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}")
     _warn_missing_boxes(lab)

@@ -135,8 +135,13 @@ def _check_depth(text: str, fail: Any) -> None:
                     raise fail(line, column, f"nested more than {MAX_DEPTH} levels deep")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except yaml.MarkedYAMLError:
-        return  # compose reports the syntax error with its position
+    except yaml.MarkedYAMLError as exc:
+        # libyaml has its own depth limit, met while scanning ahead of the events we count.
+        if "nesting depth" in str(exc.problem):
+            mark = exc.problem_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            raise fail(line, column, f"nested more than {MAX_DEPTH} levels deep") from None
+        # Any other syntax error is reported by compose, with its position.
 
 
 class _Walker:

@@ -1,0 +1,61 @@
+"""Shared fixtures: a lab directory with a labfile in it, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests_support import CliResult
+
+REPO = Path(__file__).resolve().parent.parent
+LABCTL = [sys.executable, "-m", "labctl"]
+
+
+@pytest.fixture
+def labdir(tmp_path: Path) -> Iterator[Path]:
+    """An empty lab directory, also the current directory for the test."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    old = Path.cwd()
+    os.chdir(lab)
+    try:
+        yield lab
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def write_labfile(labdir: Path) -> Callable[[str], Path]:
+    def write(text: str, name: str = "labfile.yml") -> Path:
+        path = labdir / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+def run_labctl(
+    *args: str, cwd: Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
+) -> CliResult:
+    """labctl in a subprocess, exactly as a user runs it (no stdin)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    proc = subprocess.run(
+        [*LABCTL, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    return run_labctl
