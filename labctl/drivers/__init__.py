@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import enum
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,6 +132,23 @@ class Driver(abc.ABC):
         timeout: float | None = None,
     ) -> ExecResult:
         """Run argv in the machine and capture its output."""
+
+    def run_streaming(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        on_line: Callable[[str], None],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run argv, handing each line of its output (stdout and stderr) to on_line as it comes;
+        return the exit code. This default delivers the lines when the command ends; drivers
+        that can stream override it."""
+        result = self.run(machine, argv, input=input, timeout=timeout)
+        for line in (result.stdout + result.stderr).splitlines():
+            on_line(line)
+        return result.returncode
 
     def ssh_target(self, machine: Machine) -> SshTarget | None:
         """Where OpenSSH reaches the machine, or None when it runs no sshd."""
