@@ -61,3 +61,15 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
             return False
         time.sleep(interval)
         interval = min(interval * 1.5, 0.5)
+
+
+def ssh_answers(host: str, port: int = 22, timeout: float = 1.0) -> bool:
+    """True when something at host:port sends an SSH banner (sshd is up, not just the port)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            return conn.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False

@@ -36,18 +36,23 @@ def is_mounted(target: Path) -> bool:
 
 def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
     """target = lower (read-only) + upper (this machine's changes). Work must be on upper's fs."""
-    for path in (lower, upper, work, target):
-        if any(char in str(path) for char in _UNSAFE):
-            raise DriverError(
-                f"cannot mount an overlay with {path}: it contains ',', ':' or '\\'",
-                "move the box store or LABCTL_HOME to a plain path",
-            )
+    check_paths(lower, upper, work, target)
     for path in (upper, work, target):
         path.mkdir(parents=True, exist_ok=True)
     if is_mounted(target):
         return
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
     run(["mount", "-t", "overlay", "overlay", "-o", options, target], hint=_overlay_hint(lower))
+
+
+def check_paths(*paths: Path) -> None:
+    """Refuse paths that overlay options (and liblxc's overlay:lower:upper) cannot carry."""
+    for path in paths:
+        if any(char in str(path) for char in _UNSAFE):
+            raise DriverError(
+                f"cannot use {path} in an overlay: it contains ',', ':', '\\' or a newline",
+                "move the box store or LABCTL_HOME to a plain path",
+            )
 
 
 def _overlay_hint(lower: Path) -> str:

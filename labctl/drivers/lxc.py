@@ -1,0 +1,262 @@
+"""LXC system containers: the box's rootfs under an OverlayFS upper dir, booting systemd, reached by SSH.
+
+Layout, all under ctx.data_dir/lxc/ (the lxcpath every lxc-* call gets with -P, so labctl's
+containers never mix with the host's other ones):
+
+    <name>/config           from templates/lxc/config.j2
+    <name>/upper/           the overlay's upper dir: this machine's changes and labctl's seed files
+    <name>/olwork/          OverlayFS's work dir (liblxc names it)
+    <name>/snapshots/<tag>/ copies of upper/ (see lxc_snapshots)
+    <name>/lxc.log          liblxc's warnings and errors
+
+liblxc mounts the overlay inside the container's own mount namespace, so the host sees no mount
+and nothing is copied: the box stays the one lower layer of every container.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from labctl import addressing, cgroups, keys, netns
+from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
+from labctl.drivers.containers import Phases, container_name, record, ssh_answers, wait_until
+from labctl.drivers.lxc_rootfs import Identity, Nic, seed
+from labctl.drivers.lxc_snapshots import Snapshots
+from labctl.drivers.overlay import check_paths
+from labctl.errors import DriverError, HostError, MachineTimeout
+from labctl.labfile.models import Kind, Machine
+from labctl.paths import inside
+from labctl.run import run, stream, which
+from labctl.seed import dns_domain, nic_plan
+from labctl.templating import render
+
+READY_TIMEOUT = 120.0
+STATES = {"RUNNING": MachineState.RUNNING, "STOPPED": MachineState.STOPPED, "FROZEN": MachineState.PAUSED}
+ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
+_keys_lock = threading.Lock()  # ensure_keypair is not safe against itself in parallel threads
+
+
+class LxcDriver(Driver):
+    kind = Kind.LXC
+
+    def __init__(self, context: LabContext) -> None:
+        super().__init__(context)
+        self.lxcpath = context.data_dir / "lxc"
+
+    # -- names and paths ------------------------------------------------------------------------
+    def name(self, machine: Machine) -> str:
+        return container_name(self.context, machine)
+
+    def directory(self, machine: Machine) -> Path:
+        return inside(self.lxcpath, self.name(machine))
+
+    def lxc(self, program: str, machine: Machine, *args: str) -> list[str]:
+        return [program, "-P", str(self.lxcpath), "-n", self.name(machine), *args]
+
+    def nics(self, machine: Machine) -> list[Nic]:
+        owner = self.name(machine)
+        leases = addressing.leases_of(self.lab, machine)
+        return [
+            Nic(
+                network=lease.network,
+                host=netns.veth_name(owner, index, prefix="lcx"),
+                inside=f"eth{index}",
+                bridge=addressing.bridge_name(self.lab, self.lab.network(lease.network)),
+                mac=lease.mac,
+                address=f"{lease.ip}/{lease.prefixlen}",
+                gateway=str(lease.gateway),
+                default_route=bool(plan["default_route"]),
+            )
+            for index, (lease, plan) in enumerate(zip(leases, nic_plan(self.lab, machine), strict=True))
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def check_host(self, machines: Sequence[Machine]) -> None:
+        for program in ("lxc-start", "lxc-attach", "lxc-info", "lxc-stop"):
+            if not which(program):
+                raise HostError(f"{program} not found", "install liblxc's tools: apt-get install lxc")
+
+    def create(self, machine: Machine) -> None:
+        phases = Phases()
+        try:
+            self._bring_up(machine, phases)
+        except BaseException:
+            self.destroy(machine)
+            raise
+        record(
+            self.context,
+            machine,
+            phases=phases.done,
+            address=self.address(machine),
+            container=self.name(machine),
+        )
+
+    def start(self, machine: Machine) -> None:
+        if not (self.directory(machine) / "config").exists():
+            raise DriverError(f"{machine.name} is not created", "run labctl up")
+        self._bring_up(machine, Phases())
+
+    def _bring_up(self, machine: Machine, phases: Phases) -> None:
+        """Each step checks what exists, so this also completes a create that was killed."""
+        if self.state(machine) is MachineState.PAUSED:
+            run(self.lxc("lxc-unfreeze", machine))
+        if self.state(machine) is not MachineState.RUNNING:
+            with phases("config"):
+                self._write(machine)
+            with phases("start"):
+                for nic in self.nics(machine):
+                    netns.require_bridge(nic.bridge, nic.network)
+                run(
+                    self.lxc("lxc-start", machine, "--daemon"),
+                    hint=f"see {self.directory(machine) / 'lxc.log'}",
+                )
+        with phases("ready"):
+            self._wait_ready(machine)
+
+    def _write(self, machine: Machine) -> None:
+        directory = self.directory(machine)
+        lower = self._box_rootfs(machine)
+        upper = directory / "upper"
+        check_paths(lower, upper)
+        upper.mkdir(parents=True, exist_ok=True)
+        seed(lower, upper, self._identity(machine))
+        config = render(
+            "lxc/config.j2",
+            machine=machine.name,
+            lab_id=self.lab.id,
+            hostname=machine.name,
+            lower=str(lower),
+            upper=str(upper),
+            log=str(directory / "lxc.log"),
+            limits=cgroups.lxc_limits(machine.cpus, machine.memory),
+            nics=self.nics(machine),
+        )
+        (directory / "config").write_text(config)
+
+    def _box_rootfs(self, machine: Machine) -> Path:
+        if machine.box is None:
+            raise DriverError(f"{machine.name} names no box", "lxc machines need a box: add `box: debian-12`")
+        rootfs = self.context.store.get(machine.box).rootfs
+        if rootfs is None:
+            raise DriverError(
+                f"box {machine.box} has no rootfs for containers", f"labctl box build {machine.box}"
+            )
+        return rootfs
+
+    def _identity(self, machine: Machine) -> Identity:
+        with _keys_lock:
+            lab_key = keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
+            host_key = keys.host_key(self.context.state.ensure_dir(), machine.name)
+        address = self.address(machine)
+        if address is not None:
+            with _keys_lock:
+                keys.record_host_key(self.context.known_hosts, address, 22, host_key.public_text())
+        return Identity(
+            hostname=machine.name,
+            domain=dns_domain(self.lab),
+            nics=tuple(self.nics(machine)),
+            authorized_key=lab_key.public_text(),
+            host_private=host_key.private_text(),
+            host_public=host_key.public_text(),
+        )
+
+    def _wait_ready(self, machine: Machine) -> None:
+        """RUNNING, then sshd answering on the lab address (or systemd up, without a network)."""
+        run(self.lxc("lxc-wait", machine, "--state", "RUNNING", "--timeout", "30"))
+        address = self.address(machine)
+        if address is not None:
+            ready = wait_until(lambda: ssh_answers(address), READY_TIMEOUT, interval=0.1)
+        else:
+            argv = ["systemctl", "is-system-running", "--wait"]
+            ready = self.run(machine, argv, timeout=READY_TIMEOUT).stdout.strip() in ("running", "degraded")
+        if not ready:
+            raise MachineTimeout(
+                f"{machine.name} did not start sshd within {READY_TIMEOUT:g} s",
+                f"look inside: labctl exec {machine.name} -- systemctl --failed",
+            )
+
+    def stop(self, machine: Machine, timeout: float = 60.0) -> None:
+        if self.state(machine) in (MachineState.RUNNING, MachineState.PAUSED):
+            run(self.lxc("lxc-stop", machine, "--timeout", str(int(max(timeout, 1)))))
+
+    def destroy(self, machine: Machine) -> None:
+        if self.state(machine) in (MachineState.RUNNING, MachineState.PAUSED):
+            run(self.lxc("lxc-stop", machine, "--kill"))
+        for nic in self.nics(machine):  # liblxc removes its veths; a crash of lxc-start may not
+            if netns.link_exists(nic.host):
+                run(["ip", "link", "delete", nic.host], check=False)
+        directory = self.directory(machine)
+        if directory.exists():
+            shutil.rmtree(directory)
+
+    # -- inspection and access ------------------------------------------------------------------
+    def state(self, machine: Machine) -> MachineState:
+        if not (self.directory(machine) / "config").exists():
+            return MachineState.NOT_CREATED
+        result = run(self.lxc("lxc-info", machine, "--state", "--no-humanize"), check=False)
+        return STATES.get(result.stdout.strip(), MachineState.UNKNOWN)
+
+    def address(self, machine: Machine) -> str | None:
+        nics = self.nics(machine)
+        return nics[0].address.split("/")[0] if nics else None
+
+    def ssh_target(self, machine: Machine) -> SshTarget | None:
+        address = self.address(machine)
+        return SshTarget(address, 22, "root", self.context.key_path) if address else None
+
+    def attach_argv(self, machine: Machine, argv: Sequence[str]) -> list[str]:
+        env = [arg for item in ENV for arg in ("--set-var", item)]
+        return self.lxc("lxc-attach", machine, "--clear-env", *env, "--", *argv)
+
+    def exec(self, machine: Machine, argv: Sequence[str], *, tty: bool = False) -> int:
+        self._require_running(machine)
+        return stream(self.attach_argv(machine, argv))
+
+    def run(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        self._require_running(machine)
+        result = run(self.attach_argv(machine, argv), check=False, input=input, timeout=timeout)
+        return ExecResult(result.returncode, result.stdout, result.stderr)
+
+    def _require_running(self, machine: Machine) -> None:
+        if self.state(machine) is not MachineState.RUNNING:
+            raise DriverError(f"{machine.name} is not running", "start it with: labctl up")
+
+    # -- snapshots: copies of the upper dir ------------------------------------------------------
+    def snapshots(self, machine: Machine) -> Snapshots:
+        return Snapshots(self.directory(machine))
+
+    def snapshot_save(self, machine: Machine, tag: str) -> None:
+        running = self.state(machine) is MachineState.RUNNING
+        if running:  # frozen, the upper dir does not change while it is copied
+            run(self.lxc("lxc-freeze", machine))
+        try:
+            self.snapshots(machine).save(tag)
+        finally:
+            if running:
+                run(self.lxc("lxc-unfreeze", machine))
+
+    def snapshot_restore(self, machine: Machine, tag: str) -> None:
+        snapshots = self.snapshots(machine)
+        snapshots.require(tag)
+        running = self.state(machine) in (MachineState.RUNNING, MachineState.PAUSED)
+        if running:  # the overlay must not be mounted while its upper dir is swapped
+            self.stop(machine)
+        snapshots.restore(tag)
+        if running:
+            self._bring_up(machine, Phases())
+
+    def snapshot_list(self, machine: Machine) -> list[str]:
+        return self.snapshots(machine).tags()
+
+    def snapshot_delete(self, machine: Machine, tag: str) -> None:
+        self.snapshots(machine).delete(tag)
