@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from labctl import console
 from labctl.drivers import Driver, LabContext, MachineState, driver_for
-from labctl.errors import DriverError, LabctlError, UsageError
+from labctl.errors import BoxError, DriverError, LabctlError, UsageError
 from labctl.labfile.models import Kind, Lab, Machine
 
 MAX_WORKERS = 4
@@ -66,6 +66,7 @@ class LabRunner:
     def up(self, machines: Sequence[Machine]) -> list[Outcome]:
         from labctl import keys, network
 
+        self._ensure_boxes(machines)
         for kind in {m.kind for m in machines}:
             self.driver(kind).check_host([m for m in machines if m.kind is kind])
         self.context.state.ensure_dir()
@@ -92,6 +93,25 @@ class LabRunner:
         self.context.state.update_machine(machine.name, status="created", created_at=time.time())
         return "created"
 
+    def _ensure_boxes(self, machines: Iterable[Machine]) -> None:
+        """Build, once, the boxes the lab needs that have a recipe but are not in the store yet
+        (as Vagrant fetches a missing box on first `up`)."""
+        store = self.context.store
+        missing = sorted({m.box for m in machines if m.box and not store.has(m.box)})
+        if not missing:
+            return
+        from labctl.box.build import build_box
+
+        recipes = store.recipe_names()
+        for name in missing:
+            if name not in recipes:
+                raise BoxError(
+                    f"box {name} is not in the store and labctl has no recipe for it",
+                    f"add it with: labctl box add {name} FILE --sha256 HEX",
+                )
+            console.notice(f"box {name} is not in the store yet: building it from its recipe (once per host)")
+            build_box(store, name)
+
     def _register_boxes(self, machines: Iterable[Machine]) -> None:
         boxes = {m.box for m in machines if m.box}
         for box in boxes:
@@ -114,10 +134,29 @@ class LabRunner:
             self.context.state.forget_machine(machine.name)
             return "destroyed"
 
-        outcomes = self._parallel(machines, remove)
-        if len(machines) == len(self.lab.machines) and not any(o.error for o in outcomes):
+        whole_lab = len(machines) == len(self.lab.machines)
+        targets = [*machines, *self._orphans()] if whole_lab else list(machines)
+        outcomes = self._parallel(targets, remove)
+        if whole_lab and not any(o.error for o in outcomes):
             self._destroy_lab_wide()
         return outcomes
+
+    def _orphans(self) -> list[Machine]:
+        """Machines still recorded in state but gone from the labfile: destroy removes them too."""
+        names = {m.name for m in self.lab.machines}
+        orphans = []
+        for name, record in self.context.state.machines().items():
+            if name not in names and record.get("kind") in {k.value for k in Kind}:
+                orphans.append(
+                    Machine(
+                        name=name,
+                        kind=Kind(record["kind"]),
+                        box=record.get("box"),
+                        cpus=1,
+                        memory=512 * 1024**2,
+                    )
+                )
+        return orphans
 
     def _destroy_lab_wide(self) -> None:
         """What belongs to the lab rather than to one machine: networks, data dir, state."""
