@@ -15,11 +15,29 @@ from collections.abc import Iterator, Sequence
 
 _lock = threading.Lock()
 _quiet = False
+_debug = False
 
 
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
+
+
+def set_debug(debug: bool) -> None:
+    global _debug
+    _debug = debug
+
+
+def debug_enabled() -> bool:
+    return _debug
+
+
+def traceback_of(exc: BaseException) -> None:
+    """With --debug, the full traceback of an error caught away from the top level."""
+    if _debug:
+        import traceback
+
+        _emit("".join(traceback.format_exception(exc)).rstrip())
 
 
 def _colour(code: str, text: str) -> str:

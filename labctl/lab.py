@@ -184,11 +184,13 @@ class LabRunner:
         try:
             verb = action(machine)
         except LabctlError as exc:
+            console.traceback_of(exc)
             console.error(f"{machine.name}: {exc.message}", exc.hint)
             return Outcome(machine.name, "failed", time.monotonic() - started, exc)
         except Exception as exc:
             error = DriverError(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback")
             error.__cause__ = exc
+            console.traceback_of(exc)
             console.error(f"{machine.name}: {error.message}", error.hint)
             return Outcome(machine.name, "failed", time.monotonic() - started, error)
         elapsed = time.monotonic() - started

@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.debug:
+        from labctl import console
+
+        console.set_debug(True)
     try:
         return _load(args._module).run(args)
     except LabctlError as exc:
