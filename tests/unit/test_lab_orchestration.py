@@ -95,7 +95,7 @@ def test_halt_then_up_starts_stopped_machines(fake_lab: Path, capsys: pytest.Cap
     assert CREATED.get("a") is MachineState.STOPPED
     assert main(["up"]) == 0
     assert "a: started" in capsys.readouterr().err
-    assert CREATED.get("a") is MachineState.RUNNING  # type: ignore[comparison-overlap]  # mypy keeps the narrowing across the call
+    assert CREATED.get("a") is MachineState.RUNNING
 
 
 def test_destroy_removes_orphans_and_state(fake_lab: Path, write_labfile: Callable[[str], Path]) -> None:
