@@ -123,18 +123,20 @@ class LxcDriver(Driver):
         check_paths(lower, upper)
         upper.mkdir(parents=True, exist_ok=True)
         seed(lower, upper, self._identity(machine))
-        config = render(
+        (directory / "config").write_text(self.config_text(machine, lower, upper))
+
+    def config_text(self, machine: Machine, lower: Path, upper: Path) -> str:
+        return render(
             "lxc/config.j2",
             machine=machine.name,
             lab_id=self.lab.id,
             hostname=machine.name,
             lower=str(lower),
             upper=str(upper),
-            log=str(directory / "lxc.log"),
+            log=str(upper.parent / "lxc.log"),
             limits=cgroups.lxc_limits(machine.cpus, machine.memory),
             nics=self.nics(machine),
         )
-        (directory / "config").write_text(config)
 
     def _box_rootfs(self, machine: Machine) -> Path:
         if machine.box is None:
