@@ -1,0 +1,305 @@
+"""The vm kind: KVM/QEMU guests through libvirt, reached over SSH (paramiko)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from labctl import accel, addressing, console, keys, seed
+from labctl import ssh as sshlib
+from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
+from labctl.drivers.vm import disk, ready
+from labctl.drivers.vm.domain import MachineFiles, boot_files, domain_name, render_xml
+from labctl.drivers.vm.terminal import raw_terminal
+from labctl.errors import DriverError, HostError
+from labctl.labfile.models import Kind, Machine
+from labctl.libvirt_util import connect, libvirt_errors, lookup_domain, owned_by
+from labctl.run import which
+
+USER = "root"
+_state_lock = threading.Lock()  # LabState writes are read-modify-write; creates run in threads
+
+
+class VmDriver(Driver):
+    kind = Kind.VM
+
+    def __init__(self, context: LabContext) -> None:
+        super().__init__(context)
+        self._sessions: dict[tuple[str, int], sshlib.Session] = {}
+        self._sessions_lock = threading.Lock()
+
+    # -- host and helpers -------------------------------------------------------------------------
+
+    def check_host(self, machines: Sequence[Machine]) -> None:
+        for program in ("qemu-img", "genisoimage"):
+            if which(program) is None:
+                from labctl.run import missing_program
+
+                raise missing_program(program)
+        for machine in machines:
+            if not machine.networks:
+                raise HostError(
+                    f"vm {machine.name} has no lab network, so labctl cannot reach it over SSH",
+                    "attach it to a network in the labfile (networks: [...])",
+                )
+            uri = self.lab.uri_for(machine)
+            connect(uri)
+            accel.choose(machine.accel, uri)
+
+    def _conn(self, machine: Machine) -> Any:
+        return connect(self.lab.uri_for(machine))
+
+    def _domain(self, machine: Machine) -> Any | None:
+        """The machine's domain, or None; refuses a same-named domain labctl did not make."""
+        dom = lookup_domain(self._conn(machine), domain_name(self.lab, machine))
+        if dom is not None and not owned_by(dom, self.lab.id):
+            raise DriverError(
+                f"libvirt domain {dom.name()} exists but does not belong to lab {self.lab.id}; labctl leaves it alone",
+                "rename or remove that domain, or rename the machine",
+            )
+        return dom
+
+    def _require(self, machine: Machine) -> Any:
+        dom = self._domain(machine)
+        if dom is None:
+            raise DriverError(f"vm {machine.name} is not created", "run `labctl up` first")
+        return dom
+
+    def _files(self, machine: Machine) -> MachineFiles:
+        return MachineFiles.of(self.context.data_dir, machine)
+
+    def _ip(self, machine: Machine) -> str:
+        leases = addressing.leases_of(self.lab, machine)
+        if not leases:
+            raise DriverError(f"vm {machine.name} has no lab network address")
+        return str(leases[0].ip)
+
+    def _record(self, machine: Machine, **fields: Any) -> None:
+        with _state_lock:
+            self.context.state.update_machine(machine.name, **fields)
+
+    def _endpoint(self, machine: Machine) -> sshlib.Endpoint:
+        return sshlib.Endpoint(self._ip(machine), 22, USER, self.context.key_path, self.context.known_hosts)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def create(self, machine: Machine) -> None:
+        from labctl import network
+
+        uri = self.lab.uri_for(machine)
+        choice = accel.choose(machine.accel, uri)
+        accel.notice_once(choice, uri)
+        if uri != self.lab.libvirt_uri:
+            network.ensure_networks(self.lab, uri)
+        files = self._files(machine)
+        phases = ready.Phases(machine.name, files.console_log)
+        if self._domain(machine) is not None:
+            raise DriverError(f"vm {machine.name} already exists", "use `labctl up` to start it")
+        try:
+            with phases.timed("define"):
+                dom = self._define(machine, choice.engine, files)
+            with phases.timed("boot"), libvirt_errors(f"cannot start vm {machine.name}"):
+                dom.create()
+            self._record(
+                machine,
+                kind="vm",
+                accel=choice.engine.value,
+                domain=dom.name(),
+                libvirt_uri=uri,
+                address=self._ip(machine),
+                console_log=str(files.console_log),
+            )
+            self._wait_ready(machine, dom, phases)
+        except BaseException:
+            self._cleanup_failed(machine)
+            raise
+        self._record(machine, phases=phases.seconds)
+
+    def _cleanup_failed(self, machine: Machine) -> None:
+        """Remove what a failed create made; a cleanup failure must not hide the real error."""
+        from labctl.errors import LabctlError
+
+        try:
+            self._remove(machine)
+        except LabctlError as exc:
+            console.warn(f"vm {machine.name}: could not clean up after the failure: {exc.message}")
+
+    def _define(self, machine: Machine, engine: accel.Engine, files: MachineFiles) -> Any:
+        if machine.box is None:
+            raise DriverError(f"vm {machine.name} has no box", "set box: in the labfile")
+        boot = boot_files(self.context.store.get(machine.box))
+        files.prepare()
+        disk.create_overlay(boot.disk, files.overlay, machine.disk)
+        seed.build(seed.render(self.lab, machine, self._seed_keys(machine)), files.seed)
+        xml = render_xml(self.lab, machine, engine, boot, files)
+        with libvirt_errors(f"cannot define vm {machine.name}"):
+            return self._conn(machine).defineXML(xml)
+
+    def _seed_keys(self, machine: Machine) -> seed.SeedKeys:
+        client = keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
+        host = keys.host_key(self.context.state.dir, machine.name)
+        # Known before the first connection: paramiko rejects anything else.
+        keys.record_host_key(self.context.known_hosts, self._ip(machine), 22, host.public_text())
+        return seed.SeedKeys(client.public_text(), host.private_text(), host.public_text())
+
+    def _wait_ready(self, machine: Machine, dom: Any, phases: ready.Phases) -> None:
+        endpoint = self._endpoint(machine)
+        with phases.timed("address"):
+            ready.wait_address(endpoint.host, lambda: bool(dom.isActive()), phases.console_log)
+        with phases.timed("ssh"):
+            session = sshlib.connect(endpoint, timeout=ready.TIMEOUTS["ssh"])
+        with session, phases.timed("first_boot"):
+            ready.wait_first_boot(session)
+
+    def start(self, machine: Machine) -> None:
+        dom = self._require(machine)
+        files = self._files(machine)
+        phases = ready.Phases(machine.name, files.console_log)
+        with phases.timed("boot"), libvirt_errors(f"cannot start vm {machine.name}"):
+            if not dom.isActive():
+                dom.create()
+        self._wait_ready(machine, dom, phases)
+        self._record(machine, last_start_phases=phases.seconds)
+
+    def stop(self, machine: Machine, timeout: float = 60.0) -> None:
+        import time
+
+        dom = self._domain(machine)
+        self._drop_sessions(machine)
+        if dom is None or not dom.isActive():
+            return
+        with libvirt_errors(f"cannot shut down vm {machine.name}"):
+            dom.shutdown()  # ACPI power button: the guest shuts down cleanly
+            deadline = time.monotonic() + timeout
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if dom.isActive():
+                console.warn(f"vm {machine.name} did not shut down within {timeout:.0f} s; forcing it off")
+                dom.destroy()
+
+    def destroy(self, machine: Machine) -> None:
+        self._drop_sessions(machine)
+        self._remove(machine)
+
+    def _remove(self, machine: Machine) -> None:
+        """Domain (with snapshot metadata and nvram) and the machine's files; idempotent."""
+        import libvirt
+
+        dom = self._domain(machine)
+        if dom is not None:
+            flags = (
+                libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+            )
+            with libvirt_errors(f"cannot remove vm {machine.name}"):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(flags)
+        shutil.rmtree(self._files(machine).dir, ignore_errors=True)
+
+    # -- inspection -------------------------------------------------------------------------------
+
+    def state(self, machine: Machine) -> MachineState:
+        import libvirt
+
+        dom = self._domain(machine)
+        if dom is None:
+            return MachineState.NOT_CREATED
+        with libvirt_errors(f"cannot read the state of vm {machine.name}"):
+            code = dom.state()[0]
+        return {
+            libvirt.VIR_DOMAIN_RUNNING: MachineState.RUNNING,
+            libvirt.VIR_DOMAIN_BLOCKED: MachineState.RUNNING,
+            libvirt.VIR_DOMAIN_PAUSED: MachineState.PAUSED,
+            libvirt.VIR_DOMAIN_PMSUSPENDED: MachineState.PAUSED,
+            libvirt.VIR_DOMAIN_SHUTDOWN: MachineState.RUNNING,
+            libvirt.VIR_DOMAIN_SHUTOFF: MachineState.STOPPED,
+            libvirt.VIR_DOMAIN_CRASHED: MachineState.STOPPED,
+        }.get(code, MachineState.UNKNOWN)
+
+    def address(self, machine: Machine) -> str | None:
+        if not machine.networks or self._domain(machine) is None:
+            return None
+        return self._ip(machine)
+
+    def ssh_target(self, machine: Machine) -> SshTarget | None:
+        return SshTarget(host=self._ip(machine), port=22, user=USER, key=self.context.key_path)
+
+    def console_argv(self, machine: Machine) -> list[str]:
+        """`labctl console`: the serial console through virsh (leave with Ctrl+])."""
+        return ["virsh", "-c", self.lab.uri_for(machine), "console", domain_name(self.lab, machine)]
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def _session(self, machine: Machine) -> sshlib.Session:
+        """A cached SSH session per machine and thread; reconnects when the old one died."""
+        key = (machine.name, threading.get_ident())
+        with self._sessions_lock:
+            session = self._sessions.get(key)
+        transport = session.client.get_transport() if session else None
+        if session is not None and transport is not None and transport.is_active():
+            return session
+        if self.state(machine) is not MachineState.RUNNING:
+            raise DriverError(f"vm {machine.name} is not running", f"start it: labctl up {machine.name}")
+        session = sshlib.connect(self._endpoint(machine), timeout=30.0)
+        with self._sessions_lock:
+            self._sessions[key] = session
+        return session
+
+    def _drop_sessions(self, machine: Machine) -> None:
+        with self._sessions_lock:
+            stale = [k for k in self._sessions if k[0] == machine.name]
+            sessions = [self._sessions.pop(k) for k in stale]
+        for session in sessions:
+            session.close()
+
+    def exec(self, machine: Machine, argv: Sequence[str], *, tty: bool = False) -> int:
+        session = self._session(machine)
+        if tty:
+            with raw_terminal():
+                return session.exec(argv, stdin=sys.stdin.buffer, tty=True)
+        return session.exec(argv, stdin=sys.stdin.buffer)
+
+    def run(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        output = self._session(machine).run(argv, input=input, timeout=timeout)
+        return ExecResult(output.returncode, output.stdout, output.stderr)
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def snapshot_save(self, machine: Machine, tag: str) -> None:
+        from labctl.drivers.vm import snapshots
+
+        snapshots.save(self._require(machine), machine, tag)
+
+    def snapshot_restore(self, machine: Machine, tag: str) -> None:
+        from labctl.drivers.vm import snapshots
+
+        self._drop_sessions(machine)
+        dom = self._require(machine)
+        snapshots.restore(dom, machine, tag)
+        if dom.isActive():
+            # The guest resumes where it was; wait until SSH answers again before returning.
+            sshlib.connect(self._endpoint(machine), timeout=ready.TIMEOUTS["ssh"]).close()
+
+    def snapshot_list(self, machine: Machine) -> list[str]:
+        from labctl.drivers.vm import snapshots
+
+        dom = self._domain(machine)
+        return [] if dom is None else snapshots.names(dom)
+
+    def snapshot_delete(self, machine: Machine, tag: str) -> None:
+        from labctl.drivers.vm import snapshots
+
+        snapshots.delete(self._require(machine), machine, tag)
