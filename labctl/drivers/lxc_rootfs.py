@@ -14,6 +14,10 @@ from pathlib import Path
 
 from labctl.templating import render
 
+# Units that only fail in a container (there is no root block device to remount), turning
+# `systemctl is-system-running` into "degraded" for nothing.
+MASKED = ("systemd-remount-fs.service",)
+
 
 @dataclass(frozen=True)
 class Nic:
@@ -55,11 +59,13 @@ def seed(lower: Path, upper: Path, identity: Identity) -> None:
         files["etc/resolv.conf"] = (resolv, 0o644)
     for relative, (text, mode) in files.items():
         write(lower, upper, relative, text, mode)
+    for unit in MASKED:
+        mask(lower, upper, unit)
 
 
 def _hosts(identity: Identity) -> str:
-    own = f"{identity.nics[0].address.split('/')[0]}\t{identity.hostname}\n" if identity.nics else ""
-    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{identity.hostname}\n{own}"
+    own = identity.nics[0].address.split("/")[0] if identity.nics else "127.0.1.1"
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{own}\t{identity.hostname}\n"
 
 
 def write(lower: Path, upper: Path, relative: str, text: str, mode: int) -> None:
@@ -72,6 +78,16 @@ def write(lower: Path, upper: Path, relative: str, text: str, mode: int) -> None
     with os.fdopen(fd, "w") as handle:
         os.fchmod(handle.fileno(), mode)  # O_CREAT's mode is masked by umask and ignored if it exists
         handle.write(text)
+
+
+def mask(lower: Path, upper: Path, unit: str) -> None:
+    """systemctl mask, done from outside: a unit file linked to /dev/null."""
+    relative = Path("etc/systemd/system") / unit
+    make_parents(lower, upper, relative.parent)
+    link = upper / relative
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
 
 
 def make_parents(lower: Path, upper: Path, relative: Path) -> None:

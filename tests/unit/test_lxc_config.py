@@ -44,7 +44,7 @@ def check_golden(name: str, text: str) -> None:
 @pytest.fixture
 def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LxcDriver:
     (tmp_path / "labfile.yml").write_text(LABFILE)
-    lab = load_lab(tmp_path / "labfile.yml")
+    lab = load_lab(str(tmp_path / "labfile.yml"))
     # A fixed location, so names, MACs and paths in the golden file do not depend on tmp_path.
     lab = dataclasses.replace(lab, file=Path("/srv/labs/demo/labfile.yml"))
     monkeypatch.setenv("LABCTL_HOME", "/var/lib/labctl")

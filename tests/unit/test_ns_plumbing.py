@@ -47,7 +47,7 @@ def test_inside_script_sets_address_and_only_the_routed_default() -> None:
 
 def test_isolated_network_gets_no_default_route_and_bare_machine_no_links(tmp_path: Path) -> None:
     (tmp_path / "labfile.yml").write_text(LABFILE)
-    lab = load_lab(tmp_path / "labfile.yml")
+    lab = load_lab(str(tmp_path / "labfile.yml"))
     driver = NsDriver(LabContext(lab))
     links = driver.links(lab.machine("probe"))
     assert [link.default_route for link in links] == [False]
