@@ -63,7 +63,8 @@ class LabRunner:
 
     # -- up ---------------------------------------------------------------------------------------
 
-    def up(self, machines: Sequence[Machine]) -> list[Outcome]:
+    def up(self, machines: Sequence[Machine], provision: bool | None = None) -> list[Outcome]:
+        """provision: None provisions the machines this call created, True all, False none."""
         from labctl import keys, network
 
         self._ensure_boxes(machines)
@@ -76,7 +77,18 @@ class LabRunner:
             with console.step("networks"):
                 network.check_collisions(self.lab)
                 network.ensure_networks(self.lab)
-        return self._parallel(machines, self._bring_up)
+        outcomes = self._parallel(machines, self._bring_up)
+        if provision is False:
+            return outcomes
+        chosen = [o.machine for o in outcomes if not o.error and (provision or o.action == "created")]
+        done = {o.machine: o for o in self.provision([m for m in machines if m.name in chosen and m.provision])}
+        return [done[o.machine] if done.get(o.machine, o).error else o for o in outcomes]
+
+    def provision(self, machines: Sequence[Machine]) -> list[Outcome]:
+        """Run each machine's provisioning steps (machines in parallel, steps in order)."""
+        from labctl.provision import Provisioner
+
+        return self._parallel(machines, Provisioner(self.context, self.driver).provision)
 
     def _bring_up(self, machine: Machine) -> str:
         driver = self.driver(machine.kind)

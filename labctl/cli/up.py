@@ -9,11 +9,18 @@ from labctl.cli.common import add_machine_names, open_lab, report
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_machine_names(parser, "bring up")
+    parser.add_argument(
+        "--provision",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="provision every machine named (--provision) or none (--no-provision); "
+        "default: only the machines this run creates",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     runner = open_lab(args)
     machines = runner.select(args.names)
     with runner.context.state.lock():
-        outcomes = runner.up(machines)
+        outcomes = runner.up(machines, provision=args.provision)
     return report(outcomes, "up")

@@ -1,0 +1,1 @@
+"""Connection plugins; Ansible imports each module here by file path."""

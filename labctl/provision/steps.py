@@ -1,0 +1,132 @@
+"""Run a machine's provisioning steps in the order written: shell, file and ansible.
+
+Every line a step prints appears live as `web | ...`. The first step that fails stops that
+machine's provisioning with a ProvisionError naming the step (number and title), its exit code
+and the tail of its output; other machines carry on (the caller runs machines in parallel).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl import console
+from labctl.errors import DriverError, ProvisionError
+from labctl.labfile.models import AnsibleStep, FileStep, Kind, Machine, ProvisionStep, ShellStep
+from labctl.provision.transport import Transport, open_transport
+
+if TYPE_CHECKING:
+    from labctl.drivers import Driver, LabContext
+
+TAIL_LINES = 15
+# Scripts are uploaded here, run, then removed: text with any quoting or length runs as written.
+REMOTE_DIR = "/var/tmp/labctl-provision"
+
+
+class MachineOutput:
+    """Prints a machine's output live, prefixed with its name, and keeps the last lines."""
+
+    def __init__(self, machine: str) -> None:
+        self.machine = machine
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def __call__(self, line: str) -> None:
+        self.tail.append(line)
+        console.info(f"{self.machine} | {line}")
+
+    def take_tail(self) -> list[str]:
+        lines = [line for line in self.tail if line.strip()]
+        self.tail.clear()
+        return lines
+
+
+class Provisioner:
+    """Provisions the machines of one lab; safe to call from several threads at once."""
+
+    def __init__(self, context: LabContext, driver: Callable[[Kind], Driver]) -> None:
+        self.context = context
+        self.driver = driver
+        self._inventory: Path | None = None
+        self._inventory_lock = threading.Lock()
+
+    def provision(self, machine: Machine) -> str:
+        """Run every step of machine in order, record when, and return the verb for the summary."""
+        output = MachineOutput(machine.name)
+        if machine.provision:
+            transport = open_transport(self.context, self.driver(machine.kind), machine)
+            with contextlib.closing(transport):
+                for index, step in enumerate(machine.provision, 1):
+                    self._step(transport, machine, index, step, output)
+        self.context.state.update_machine(machine.name, provisioned_at=time.time())
+        return "provisioned"
+
+    def _step(
+        self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput
+    ) -> None:
+        where = f"step {index}/{len(machine.provision)} ({step.title})"
+        with console.step(f"{machine.name}: {where}"):
+            try:
+                code = self._run(transport, machine, index, step, output)
+            except DriverError as exc:
+                raise ProvisionError(f"{where} failed: {exc.message}", exc.hint) from exc
+            tail = output.take_tail()
+            if code != 0:
+                raise ProvisionError(
+                    f"{where} exited {code}" + "".join(f"\n  {line}" for line in tail),
+                    f"fix the step, then run it again with: labctl provision {machine.name}",
+                )
+
+    def _run(
+        self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput
+    ) -> int:
+        if isinstance(step, ShellStep):
+            return run_shell(transport, index, step, output)
+        if isinstance(step, FileStep):
+            transport.put(step.src, step.dest, step.mode)
+            return 0
+        return self._ansible(machine, step, output)
+
+    def _ansible(self, machine: Machine, step: AnsibleStep, output: MachineOutput) -> int:
+        from labctl.provision.ansible import run_playbook
+
+        return run_playbook(
+            self.context.data_dir / "ansible",
+            self.inventory(),
+            step.playbook,
+            machine.name,
+            dict(step.extra_vars),
+            output,
+        )
+
+    def inventory(self) -> Path:
+        """The lab's inventory file for ansible-runner, written once per Provisioner."""
+        from labctl.provision import inventory
+
+        with self._inventory_lock:
+            if self._inventory is None:
+                path = self.context.data_dir / "ansible" / "inventory.yml"
+                inventory.write(path, inventory.build(self.context, self.driver))
+                self._inventory = path
+            return self._inventory
+
+
+def run_shell(transport: Transport, index: int, step: ShellStep, output: Callable[[str], None]) -> int:
+    """Upload the text or script, run it with its args, remove it; returns its exit code."""
+    if step.script is not None:
+        data, name = step.script.read_bytes(), step.script.name
+    else:
+        data, name = (step.inline or "").encode(), "inline.sh"
+    remote = f"{REMOTE_DIR}/{index:02d}-{name}"
+    transport.write(data, remote, 0o700)
+    # A script with #! chooses its interpreter; anything else is POSIX sh text.
+    argv = [remote, *step.args] if data.startswith(b"#!") else ["/bin/sh", remote, *step.args]
+    try:
+        return transport.stream(argv, output)
+    finally:
+        with contextlib.suppress(DriverError):
+            transport.stream(["rm", "-f", "--", remote], lambda _line: None)
