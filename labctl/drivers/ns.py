@@ -123,6 +123,9 @@ class NsDriver(Driver):
     def _prepare_rootfs(self, machine: Machine) -> None:
         bundle = self.bundle(machine)
         rootfs = bundle / "rootfs"
+        if Namespace.USER in machine.namespaces:
+            bundle.mkdir(parents=True, exist_ok=True)
+            self._traversable(bundle)
         if machine.box is None:
             bind_readonly(Path("/"), rootfs)
             return
@@ -133,6 +136,14 @@ class NsDriver(Driver):
             # Container root is host uid 100000: it owns the overlay's top directory, box files
             # keep host ownership and show up as nobody (runc 1.1 has no idmapped mounts).
             owned_by(upper, ID_MAPPING["hostID"], ID_MAPPING["hostID"])
+
+    def _traversable(self, bundle: Path) -> None:
+        """Let the mapped root (host uid 100000) pass through the lab's 0700 data dir to its bundle:
+        runc binds the rootfs from inside the user namespace. Search (x) only, never listing."""
+        for directory in (self.context.data_dir, bundle.parent, bundle):
+            mode = directory.stat().st_mode & 0o7777
+            if mode & 0o011 != 0o011:
+                directory.chmod(mode | 0o011)
 
     def _box_rootfs(self, name: str) -> Path:
         rootfs = self.context.store.get(name).rootfs

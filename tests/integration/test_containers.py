@@ -1,0 +1,246 @@
+"""LXC and ns machines on this host through `labctl`, as a user drives them, in one shared lab.
+
+One lab keeps the suite lean: an LXC system container and ns containers with the namespace
+combinations labctl supports, all on one isolated network. The last test destroys it and checks
+that the host keeps no trace of it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl import cgroups
+from labctl.drivers import LabContext, MachineState
+from labctl.drivers.lxc import LxcDriver
+from labctl.drivers.ns import NsDriver
+from labctl.drivers.overlay import mount_points
+from labctl.labfile import load_lab
+from labctl.labfile.models import Lab
+
+pytestmark = pytest.mark.integration
+
+NAMESPACES = {
+    "full": {"pid", "net", "uts", "ipc", "mnt"},
+    "userns": {"pid", "net", "uts", "ipc", "mnt", "user"},
+    "netonly": {"net", "uts", "mnt"},
+    "bare": {"mnt"},
+}
+PROC_NAMES = {
+    "pid": "pid",
+    "net": "net",
+    "uts": "uts",
+    "ipc": "ipc",
+    "mnt": "mnt",
+    "user": "user",
+    "cgroup": "cgroup",
+}
+PINGERS = ["sys", "full", "userns"]  # machines with the box (ping) on the lab network
+
+
+def free_subnet() -> str:
+    """A /24 in 10.0.0.0/8 that no route of this host overlaps."""
+    routes = subprocess.run(["ip", "-o", "route"], capture_output=True, text=True, check=True).stdout
+    used = [
+        ipaddress.ip_network(word, strict=False)
+        for line in routes.splitlines()
+        for word in line.split()[:1]
+        if "/" in word
+    ]
+    while True:
+        net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+
+
+def labctl(
+    labdir: Path, *args: str, input: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labctl", *args],
+        cwd=labdir,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+
+
+def host_traces(lab_id: str, data_dir: Path) -> dict[str, set[str]]:
+    """Everything of a lab's containers the host can list: links, mounts, netns, runc, lxc, cgroups."""
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    runc_root = data_dir / "runc"
+    runc = subprocess.run(
+        ["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True
+    ).stdout
+    lxc = subprocess.run(["lxc-ls", "-P", str(data_dir / "lxc")], capture_output=True, text=True).stdout
+    netns = {p.name for p in Path("/run/netns").glob("*")} if Path("/run/netns").is_dir() else set()
+    return {
+        "links": {n for n in names if n.startswith(("lcv", "lcx"))},
+        "mounts": {str(p) for p in mount_points() if lab_id in str(p)},
+        "netns": {n for n in netns if lab_id in n},
+        "runc": set(runc.split()),
+        "lxc": set(lxc.split()),
+        "cgroups": {str(p) for p in cgroups.find_groups(lab_id)},
+        "dirs": {str(p) for sub in ("ns", "lxc") for p in (data_dir / sub).glob("*")},
+    }
+
+
+def labfile(subnet: str) -> str:
+    return textwrap.dedent(f"""\
+        name: ctest
+        networks:
+          lan: {{cidr: {subnet}, mode: isolated}}
+        machines:
+          sys: {{kind: lxc, box: debian-12, cpus: 1, memory: 256M, networks: [lan]}}
+          full: {{kind: ns, box: debian-12, cpus: 1, memory: 64M, namespaces: [pid, net, uts, ipc, mnt], networks: [lan]}}
+          userns: {{kind: ns, box: debian-12, memory: 64M, namespaces: [pid, net, uts, ipc, mnt, user], networks: [lan]}}
+          netonly: {{kind: ns, memory: 32M, namespaces: [net, uts, mnt], networks: [lan]}}
+          bare: {{kind: ns, memory: 32M, namespaces: [mnt]}}
+        """)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    labdir = tmp_path_factory.mktemp("containers")
+    (labdir / "labfile.yml").write_text(labfile(free_subnet()))
+    loaded = load_lab(str(labdir / "labfile.yml"))
+    assert not any(host_traces(loaded.id, LabContext(loaded).data_dir).values())
+    try:
+        result = labctl(labdir, "up")
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield loaded
+    finally:
+        labctl(labdir, "destroy")
+        context = LabContext(loaded)
+        for machine in loaded.machines:  # whatever the CLI left, so the host stays clean
+            (LxcDriver if machine.kind == "lxc" else NsDriver)(context).destroy(machine)
+
+
+def ns_driver(lab: Lab) -> NsDriver:
+    return NsDriver(LabContext(lab))
+
+
+@pytest.mark.parametrize("name", sorted(NAMESPACES))
+def test_exactly_the_declared_namespaces_are_new(lab: Lab, name: str) -> None:
+    pid = ns_driver(lab).init_pid(lab.machine(name))
+    assert pid is not None
+    new = {
+        ns for ns in PROC_NAMES if os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+    }
+    assert new == NAMESPACES[name]
+
+
+def test_limits_are_in_force(lab: Lab) -> None:
+    ns = ns_driver(lab)
+    full = lab.machine("full")
+    group = Path("/sys/fs/cgroup/memory") / ns.container(full)
+    assert int((group / "memory.limit_in_bytes").read_text()) == 64 * 1024**2
+    assert ns.run(full, ["nproc"]).stdout.strip() == "1"
+    lxc = LxcDriver(LabContext(lab))
+    sys_ = lab.machine("sys")
+    inside = lxc.run(sys_, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).stdout
+    assert int(inside) == 256 * 1024**2
+    assert lxc.run(sys_, ["nproc"]).stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("name", ["sys", "full", "bare"])
+def test_exec_returns_exit_code_and_passes_stdin(lab: Lab, name: str) -> None:
+    result = labctl(lab.root, "exec", name, "--", "sh", "-c", "cat; exit 7", input="through stdin\n")
+    assert result.returncode == 7
+    assert "through stdin" in result.stdout
+
+
+def test_hostnames_and_user_mapping(lab: Lab) -> None:
+    ns = ns_driver(lab)
+    assert ns.run(lab.machine("netonly"), ["hostname"]).stdout.strip() == "netonly"
+    assert ns.run(lab.machine("bare"), ["hostname"]).stdout.strip() == os.uname().nodename
+    pid = ns.init_pid(lab.machine("userns"))
+    uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
+    assert uid_map == ["0", "100000", "65536"]
+
+
+def test_every_machine_reaches_every_other_by_name(lab: Lab) -> None:
+    context = LabContext(lab)
+    drivers = {"sys": LxcDriver(context), "full": NsDriver(context), "userns": NsDriver(context)}
+    for source in PINGERS:
+        for target in [*PINGERS, "netonly"]:
+            result = drivers[source].run(lab.machine(source), ["ping", "-c", "1", "-W", "5", target])
+            assert result.returncode == 0, f"{source} -> {target}: {result.stdout}{result.stderr}"
+    resolved = ns_driver(lab).run(lab.machine("netonly"), ["getent", "hosts", "sys"]).stdout
+    assert resolved.split()[0] == LxcDriver(context).address(lab.machine("sys"))
+
+
+def test_ssh_into_lxc_with_the_recorded_host_key(lab: Lab) -> None:
+    state = lab.root / ".labctl"
+    address = LxcDriver(LabContext(lab)).address(lab.machine("sys"))
+    result = labctl_ssh(state, str(address), "hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sys"
+
+
+def labctl_ssh(state: Path, address: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={state / 'known_hosts'}",
+            "-i",
+            str(state / "id_ed25519"),
+            f"root@{address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_lxc_snapshot_restore_forgets_later_files(lab: Lab) -> None:
+    assert labctl(lab.root, "snapshot", "save", "sys", "clean").returncode == 0
+    assert labctl(lab.root, "exec", "sys", "--", "touch", "/root/later").returncode == 0
+    restored = labctl(lab.root, "snapshot", "restore", "sys", "clean")
+    assert restored.returncode == 0, restored.stderr
+    assert labctl(lab.root, "exec", "sys", "--", "test", "-e", "/root/later").returncode == 1
+    assert labctl(lab.root, "snapshot", "delete", "sys", "clean").returncode == 0
+
+
+def test_ns_snapshot_is_refused_clearly(lab: Lab) -> None:
+    result = labctl(lab.root, "snapshot", "save", "full", "x")
+    assert result.returncode != 0
+    assert "no snapshots" in result.stderr
+
+
+def test_halt_then_up_again(lab: Lab) -> None:
+    for name in ("sys", "netonly"):
+        assert labctl(lab.root, "halt", name).returncode == 0
+    context = LabContext(lab)
+    assert ns_driver(lab).state(lab.machine("netonly")) is MachineState.STOPPED
+    assert LxcDriver(context).state(lab.machine("sys")) is MachineState.STOPPED
+    assert labctl(lab.root, "up").returncode == 0
+    assert labctl(lab.root, "exec", "netonly", "--", "true").returncode == 0
+    assert labctl(lab.root, "exec", "sys", "--", "true").returncode == 0
+
+
+def test_destroy_leaves_nothing(lab: Lab) -> None:
+    data_dir = LabContext(lab).data_dir
+    assert all(host_traces(lab.id, data_dir)[key] for key in ("mounts", "runc", "lxc", "cgroups", "dirs"))
+    result = labctl(lab.root, "destroy")
+    assert result.returncode == 0, result.stderr
+    assert host_traces(lab.id, data_dir) == {key: set() for key in host_traces(lab.id, data_dir)}
