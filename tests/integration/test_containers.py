@@ -76,23 +76,26 @@ def labctl(
     )
 
 
-def host_traces(lab_id: str, data_dir: Path) -> dict[str, set[str]]:
-    """Everything of a lab's containers the host can list: links, mounts, netns, runc, lxc, cgroups."""
+def host_traces(lab: Lab) -> dict[str, set[str]]:
+    """Everything of this lab's containers the host can list: links, mounts, netns, runc, lxc, cgroups."""
+    context = LabContext(lab)
+    data_dir = context.data_dir
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
-    runc_root = data_dir / "runc"
+    ours = {nic.host for m in lab.machines if m.kind == "lxc" for nic in LxcDriver(context).nics(m)}
+    ours |= {link.host for m in lab.machines if m.kind == "ns" for link in NsDriver(context).links(m)}
     runc = subprocess.run(
-        ["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True
-    ).stdout
+        ["runc", "--root", str(data_dir / "runc"), "list", "-q"], capture_output=True, text=True
+    )
     lxc = subprocess.run(["lxc-ls", "-P", str(data_dir / "lxc")], capture_output=True, text=True).stdout
     netns = {p.name for p in Path("/run/netns").glob("*")} if Path("/run/netns").is_dir() else set()
     return {
-        "links": {n for n in names if n.startswith(("lcv", "lcx"))},
-        "mounts": {str(p) for p in mount_points() if lab_id in str(p)},
-        "netns": {n for n in netns if lab_id in n},
-        "runc": set(runc.split()),
+        "links": names & ours,
+        "mounts": {str(p) for p in mount_points() if lab.id in str(p)},
+        "netns": {n for n in netns if lab.id in n},
+        "runc": set(runc.stdout.split()),
         "lxc": set(lxc.split()),
-        "cgroups": {str(p) for p in cgroups.find_groups(lab_id)},
+        "cgroups": {str(p) for p in cgroups.find_groups(lab.id)},
         "dirs": {str(p) for sub in ("ns", "lxc") for p in (data_dir / sub).glob("*")},
     }
 
@@ -116,7 +119,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     labdir = tmp_path_factory.mktemp("containers")
     (labdir / "labfile.yml").write_text(labfile(free_subnet()))
     loaded = load_lab(str(labdir / "labfile.yml"))
-    assert not any(host_traces(loaded.id, LabContext(loaded).data_dir).values())
+    assert not any(host_traces(loaded).values())
     try:
         result = labctl(labdir, "up")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -239,8 +242,9 @@ def test_halt_then_up_again(lab: Lab) -> None:
 
 
 def test_destroy_leaves_nothing(lab: Lab) -> None:
-    data_dir = LabContext(lab).data_dir
-    assert all(host_traces(lab.id, data_dir)[key] for key in ("mounts", "runc", "lxc", "cgroups", "dirs"))
+    before = host_traces(lab)
+    assert all(before[key] for key in ("links", "mounts", "netns", "runc", "lxc", "cgroups", "dirs")), before
     result = labctl(lab.root, "destroy")
     assert result.returncode == 0, result.stderr
-    assert host_traces(lab.id, data_dir) == {key: set() for key in host_traces(lab.id, data_dir)}
+    after = host_traces(lab)
+    assert after == {key: set() for key in after}
