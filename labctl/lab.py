@@ -81,8 +81,9 @@ class LabRunner:
         if provision is False:
             return outcomes
         chosen = [o.machine for o in outcomes if not o.error and (provision or o.action == "created")]
-        done = {o.machine: o for o in self.provision([m for m in machines if m.name in chosen and m.provision])}
-        return [done[o.machine] if done.get(o.machine, o).error else o for o in outcomes]
+        provisioned = self.provision([m for m in machines if m.name in chosen and m.provision])
+        failures = {o.machine: o for o in provisioned if o.error}
+        return [failures.get(o.machine, o) for o in outcomes]
 
     def provision(self, machines: Sequence[Machine]) -> list[Outcome]:
         """Run each machine's provisioning steps (machines in parallel, steps in order)."""

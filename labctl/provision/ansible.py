@@ -29,13 +29,13 @@ def environment() -> dict[str, str]:
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "PATH": search_path(),
     }
 
 
-def playbook_binary() -> str:
-    """ansible-playbook beside labctl's own interpreter (a venv has no PATH entry), else PATH's."""
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    return str(beside) if beside.exists() else "ansible-playbook"
+def search_path() -> str:
+    """PATH with labctl's own bin directory first: in a venv, ansible-playbook lives there."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
 
 
 def run_playbook(
@@ -46,7 +46,10 @@ def run_playbook(
     extra_vars: dict[str, Any],
     on_line: Callable[[str], None],
 ) -> int:
-    """Run playbook against the hosts matching limit; every output line to on_line; its exit code."""
+    """Run playbook against the hosts matching limit; every output line to on_line; its exit code.
+
+    private_dir is ansible-runner's working directory (extra vars file, artifacts): one per
+    machine, since machines provision in parallel."""
     import ansible_runner
 
     def handler(event: dict[str, Any]) -> bool:
@@ -63,7 +66,6 @@ def run_playbook(
             limit=limit,
             extravars=extra_vars,
             envvars=environment(),
-            binary=playbook_binary(),
             event_handler=handler,
             quiet=True,
             rotate_artifacts=KEPT_ARTIFACTS,

@@ -95,7 +95,7 @@ class Provisioner:
         from labctl.provision.ansible import run_playbook
 
         return run_playbook(
-            self.context.data_dir / "ansible",
+            self.context.data_dir / "ansible" / machine.name,
             self.inventory(),
             step.playbook,
             machine.name,
