@@ -48,7 +48,19 @@ def make_disk(root: Path, disk: Path, recipe: Recipe) -> None:
     raw = disk.with_suffix(".raw")
     with console.step(f"making {DISK} ({recipe.disk_size_mib} MiB ext4, label {recipe.root_label})"):
         try:
-            run.run(["mkfs.ext4", "-q", "-F", "-L", recipe.root_label, "-d", root, raw, f"{recipe.disk_size_mib}M"])
+            run.run(
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-L",
+                    recipe.root_label,
+                    "-d",
+                    root,
+                    raw,
+                    f"{recipe.disk_size_mib}M",
+                ]
+            )
             run.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, disk])
         finally:
             raw.unlink(missing_ok=True)

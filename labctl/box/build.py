@@ -65,7 +65,7 @@ def _build_into(stage: Path, recipe: Recipe, mirror: str | None) -> None:
             _install_packages(root, recipe)
             _configure(root, recipe)
             packages = _installed_packages(root)
-    _clean(root)
+    _clean(root, recipe)
     artefacts.make_all(stage, recipe, packages, build_seconds=time.monotonic() - started)
 
 
@@ -95,8 +95,14 @@ def _prepare(root: Path, recipe: Recipe) -> None:
     rules = [f"path-exclude={p}" for p in recipe.dpkg_exclude]
     rules += [f"path-include={p}" for p in recipe.dpkg_include]
     if rules:
-        _write(root, "/etc/dpkg/dpkg.cfg.d/90-labctl-exclude", "# labctl: keep the box small\n" + "\n".join(rules) + "\n")
-    modules = "# labctl: drivers for every disk and NIC model a lab may use\n" + "\n".join(recipe.initramfs_modules)
+        _write(
+            root,
+            "/etc/dpkg/dpkg.cfg.d/90-labctl-exclude",
+            "# labctl: keep the box small\n" + "\n".join(rules) + "\n",
+        )
+    modules = "# labctl: drivers for every disk and NIC model a lab may use\n" + "\n".join(
+        recipe.initramfs_modules
+    )
     _write(root, "/usr/share/initramfs-tools/modules.d/labctl", modules + "\n")
     for target, content in recipe.files:
         _write(root, target, content)
@@ -124,7 +130,7 @@ def _installed_packages(root: Path) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
-def _clean(root: Path) -> None:
+def _clean(root: Path, recipe: Recipe) -> None:
     """Remove what must differ per machine or only served the build."""
     with console.step("cleaning the root file system"):
         for pattern in (
@@ -136,9 +142,27 @@ def _clean(root: Path) -> None:
         ):  # fmt: skip
             for found in root.glob(pattern):
                 _remove(found)
+        _purge_excluded(root, recipe)
         # Empty, not absent: systemd then generates a new machine ID at first boot.
         _write(root, "/etc/machine-id", "")
         _write(root, "/etc/resolv.conf", "")
+
+
+def _purge_excluded(root: Path, recipe: Recipe) -> None:
+    """Apply dpkg_exclude to files that debootstrap unpacked before the rules were in place."""
+    import fnmatch
+
+    for pattern in recipe.dpkg_exclude:
+        for found in root.glob(pattern.lstrip("/")):
+            files = [found] if not found.is_dir() or found.is_symlink() else _files_under(found)
+            for path in files:
+                inside = "/" + path.relative_to(root).as_posix()
+                if not any(fnmatch.fnmatch(inside, keep) for keep in recipe.dpkg_include):
+                    path.unlink()
+
+
+def _files_under(directory: Path) -> list[Path]:
+    return [Path(d, f) for d, _dirs, files in os.walk(directory) for f in files]
 
 
 def _remove(path: Path) -> None:

@@ -26,7 +26,9 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 def check_sha256(text: str) -> str:
     if not _HEX64.match(text):
-        raise UsageError(f"--sha256 {text!r} is not a SHA-256 checksum", "give the 64 hex digits of sha256sum")
+        raise UsageError(
+            f"--sha256 {text!r} is not a SHA-256 checksum", "give the 64 hex digits of sha256sum"
+        )
     return text.lower()
 
 
@@ -52,7 +54,9 @@ def _fetch(source: str, dest: Path) -> str:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise BoxError(f"cannot download {source}: {exc}", "check the URL and the network") from exc
     if scheme and len(scheme) > 1:
-        raise UsageError(f"cannot fetch {source}: unsupported scheme {scheme}", "use a file path or an http(s) URL")
+        raise UsageError(
+            f"cannot fetch {source}: unsupported scheme {scheme}", "use a file path or an http(s) URL"
+        )
     path = Path(source)
     if not path.is_file():
         raise BoxError(f"{source} is not a file", "give the path of an exported box or a qcow2 image")

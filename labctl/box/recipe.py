@@ -17,8 +17,16 @@ _SIZE_RE = re.compile(r"^([1-9][0-9]*)([MG])$")
 
 _REQUIRED = {"format", "distribution", "suite", "packages", "root_label", "disk_size", "kernel_cmdline"}
 _OPTIONAL = {
-    "description", "variant", "components", "dpkg_exclude", "dpkg_include", "users", "first_boot",
-    "initramfs_modules", "services_enable", "files",
+    "description",
+    "variant",
+    "components",
+    "dpkg_exclude",
+    "dpkg_include",
+    "users",
+    "first_boot",
+    "initramfs_modules",
+    "services_enable",
+    "files",
 }
 
 

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -119,7 +120,9 @@ class BoxStore:
         try:
             meta = json.loads(data)
         except ValueError as exc:
-            raise BoxError(f"{meta_path} is corrupt: {exc}", f"labctl box remove {name} and rebuild it") from exc
+            raise BoxError(
+                f"{meta_path} is corrupt: {exc}", f"labctl box remove {name} and rebuild it"
+            ) from exc
         return Box(name=name, path=box_dir, meta=meta, sha256=hashlib.sha256(data).hexdigest())
 
     def list(self) -> list[Box]:
@@ -135,12 +138,12 @@ class BoxStore:
 
     def register_user(self, name: str, lab_id: str, lab_dir: Path) -> None:
         """Record that the lab in lab_dir uses box name (its machines' disks or lower dirs)."""
-        entry = self._users_dir(name) / f"{validate_name(lab_id)}.json"
+        entry = self._users_dir(name) / f"{_check_lab_id(lab_id)}.json"
         entry.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(entry, json.dumps({"lab_id": lab_id, "lab_dir": str(Path(lab_dir).absolute())}))
 
     def unregister_user(self, name: str, lab_id: str) -> None:
-        (self._users_dir(name) / f"{validate_name(lab_id)}.json").unlink(missing_ok=True)
+        (self._users_dir(name) / f"{_check_lab_id(lab_id)}.json").unlink(missing_ok=True)
 
     def users(self, name: str) -> builtins.list[Path]:
         """Lab directories using the box; entries whose lab has gone (no .labctl/) are dropped."""
@@ -231,6 +234,13 @@ class BoxStore:
             (self.path / name).rename(doomed)  # gone from the store at once, even if rmtree fails
             _remove_tree(doomed)
             shutil.rmtree(self._users_dir(name), ignore_errors=True)
+
+
+def _check_lab_id(lab_id: str) -> str:
+    # A lab ID becomes a file name: no separators, no leading dot.
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", lab_id):
+        raise BoxError(f"invalid lab id {lab_id!r} for the box store")
+    return lab_id
 
 
 def _mkdirs(path: Path) -> None:

@@ -63,7 +63,9 @@ def _list(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps([_summary(b) for b in boxes], indent=2))
         return EXIT_OK
-    rows = [[b.name, b.version, _size(b.size), str(b.meta.get("built", "")), ",".join(b.kinds)] for b in boxes]
+    rows = [
+        [b.name, b.version, _size(b.size), str(b.meta.get("built", "")), ",".join(b.kinds)] for b in boxes
+    ]
     if rows:
         print(console.table(["name", "version", "size", "built", "kinds"], rows))
     else:

@@ -25,7 +25,9 @@ from labctl.errors import BoxError, UsageError
 Member = tuple[tarfile.TarInfo, bytes | None]
 
 
-def _entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644) -> Member:
+def _entry(
+    name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644
+) -> Member:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -72,7 +74,9 @@ def stage_box(directory: Path, rootfs: list[Member]) -> dict[str, object]:
     return meta
 
 
-def write_outer(path: Path, members: list[tuple[str, bytes]], extra: Callable[[tarfile.TarFile], None] | None = None) -> str:
+def write_outer(
+    path: Path, members: list[tuple[str, bytes]], extra: Callable[[tarfile.TarFile], None] | None = None
+) -> str:
     with tarfile.open(path, "w") as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
@@ -177,7 +181,7 @@ def test_missing_box_json_is_refused(tmp_path: Path, store: BoxStore) -> None:
     staged = tmp_path / "staged"
     stage_box(staged, normal_rootfs())
     digest = write_outer(tmp_path / "box.tar", [(n, (staged / n).read_bytes()) for n in (ROOTFS_TAR, KERNEL)])
-    with pytest.raises(BoxError, match="no box.json"):
+    with pytest.raises(BoxError, match=r"no box\.json"):
         add_box(store, "web", str(tmp_path / "box.tar"), digest)
     assert_nothing_stored(store)
 
