@@ -59,3 +59,7 @@ def run_labctl(
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     return run_labctl
+
+
+# -- boxes (owned by the box store; the fixture lives in tests/box_fixture.py) -----------------
+from box_fixture import debian_box  # noqa: E402, F401 - a pytest fixture, used by name
