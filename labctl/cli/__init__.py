@@ -31,6 +31,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "halt": ("labctl.cli.halt", "shut machines down"),
     "snapshot": ("labctl.cli.snapshot", "save, restore, list and delete machine snapshots"),
     "destroy": ("labctl.cli.destroy", "remove machines and everything the lab created"),
+    "bench": ("labctl.cli.bench", "measure the host and lab machines with the same workloads"),
+    "report": ("labctl.cli.report", "write report.md and report.html from bench results"),
     "doctor": ("labctl.cli.doctor", "check that this host can run the lab"),
     "box": ("labctl.cli.box", "build, add, list, export and remove boxes"),
 }

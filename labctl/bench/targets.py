@@ -1,0 +1,202 @@
+"""Where workloads run: the bare host, or a lab machine reached through its driver.
+
+Every target describes itself (kind, device profile, accelerator, virtualization level) and
+knows which host address it reaches for network workloads. Machine targets also report what the
+host pays to keep them: start-up time from the driver's recorded phases and idle memory (RSS of
+the qemu process for a VM, cgroup memory usage for a container).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labctl import addressing
+from labctl.drivers import ExecResult
+from labctl.labfile.models import Kind, Machine, Namespace
+from labctl.run import run
+
+if TYPE_CHECKING:
+    from labctl.lab import LabRunner
+
+LOOPBACK = "127.0.0.1"
+CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+
+# The course's levels, from no virtualization to full ISA emulation.
+LEVELS = {
+    "native": "native (no virtualization)",
+    "os-level": "OS-level virtualization (namespaces and cgroups)",
+    "paravirtualization": "paravirtualization (virtio devices, KVM)",
+    "hardware-assisted": "hardware-assisted full virtualization (KVM, emulated devices)",
+    "isa-emulation": "ISA emulation (QEMU TCG binary translation)",
+}
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    kind: str  # host | ns | lxc | vm
+    level: str  # a key of LEVELS
+    devices: str | None = None  # vm only: paravirtual | emulated
+    accel: str | None = None  # vm only: kvm | tcg
+    box: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def level_of(kind: str, accel: str | None, devices: str | None) -> str:
+    if kind == "host":
+        return "native"
+    if kind in ("ns", "lxc"):
+        return "os-level"
+    if accel == "tcg":
+        return "isa-emulation"
+    return "paravirtualization" if devices == "paravirtual" else "hardware-assisted"
+
+
+class Target(abc.ABC):
+    info: TargetInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @abc.abstractmethod
+    def run(self, argv: Sequence[str], timeout: float) -> ExecResult: ...
+
+    @abc.abstractmethod
+    def server_address(self) -> str | None:
+        """The host address this target reaches for network workloads; None: it has none."""
+
+    def describe(self) -> dict[str, Any]:
+        """Fingerprint entries that belong to this target."""
+        result = self.run(["cat", CLOCKSOURCE], timeout=60)
+        clock = result.stdout.strip() if result.returncode == 0 else None
+        kernel = self.run(["uname", "-r"], timeout=60)
+        return {
+            **self.info.to_json(),
+            "clocksource": clock,
+            "kernel": kernel.stdout.strip() if kernel.returncode == 0 else None,
+        }
+
+    def cost(self) -> dict[str, Any]:
+        """What the host pays for this target: start-up seconds and idle memory bytes."""
+        return {}
+
+
+class HostTarget(Target):
+    def __init__(self) -> None:
+        self.info = TargetInfo("host", "host", "native")
+
+    def run(self, argv: Sequence[str], timeout: float) -> ExecResult:
+        result = run(argv, check=False, timeout=timeout)
+        return ExecResult(result.returncode, result.stdout, result.stderr)
+
+    def server_address(self) -> str:
+        # The host's own TCP/IP stack over loopback: no bridge, veth, tap or virtual NIC.
+        return LOOPBACK
+
+
+class MachineTarget(Target):
+    def __init__(self, runner: LabRunner, machine: Machine) -> None:
+        self.runner = runner
+        self.machine = machine
+        record = runner.context.state.machines().get(machine.name, {})
+        accel = record.get("accel") if machine.kind is Kind.VM else None
+        devices = machine.devices.value if machine.kind is Kind.VM else None
+        self.info = TargetInfo(
+            machine.name,
+            machine.kind.value,
+            level_of(machine.kind.value, accel, devices),
+            devices,
+            accel,
+            machine.box,
+        )
+
+    @property
+    def driver(self) -> Any:
+        return self.runner.driver(self.machine.kind)
+
+    def run(self, argv: Sequence[str], timeout: float) -> ExecResult:
+        result: ExecResult = self.driver.run(self.machine, argv, timeout=timeout)
+        return result
+
+    def server_address(self) -> str | None:
+        leases = addressing.leases_of(self.runner.lab, self.machine)
+        if leases:
+            return str(leases[0].gateway)
+        if self.machine.kind is Kind.NS and Namespace.NET not in self.machine.namespaces:
+            return LOOPBACK  # it shares the host's network namespace
+        return None
+
+    def cost(self) -> dict[str, Any]:
+        record = self.runner.context.state.machines().get(self.machine.name, {})
+        phases = record.get("phases") or {}
+        startup = round(sum(float(v) for v in phases.values()), 3) if phases else None
+        return {"startup_s": startup, "phases": phases, **self._memory(record)}
+
+    def _memory(self, record: dict[str, Any]) -> dict[str, Any]:
+        if self.machine.kind is Kind.VM:
+            pid = _read_pid(Path("/run/libvirt/qemu") / f"{record.get('domain', '')}.pid")
+            rss = _rss(pid) if pid else None
+            return {"idle_memory_bytes": rss, "memory_source": "RSS of the qemu process"}
+        usage = cgroup_memory(self._init_pid(record))
+        return {"idle_memory_bytes": usage, "memory_source": "cgroup memory usage (includes page cache)"}
+
+    def _init_pid(self, record: dict[str, Any]) -> int | None:
+        init_pid = getattr(self.driver, "init_pid", None)
+        if callable(init_pid):
+            pid = init_pid(self.machine)
+            return int(pid) if pid else None
+        container = record.get("container")
+        if self.machine.kind is Kind.LXC and container:
+            out = run(["lxc-info", "-n", str(container), "-p", "-H"], check=False, timeout=30).stdout
+            return int(out.strip()) if out.strip().isdigit() else None
+        return None
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _rss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def cgroup_memory(pid: int | None, root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Memory charged to pid's cgroup (v1 memory controller, else v2), in bytes."""
+    if pid is None or pid <= 0:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return _read_int(root / "memory" / path.lstrip("/") / "memory.usage_in_bytes")
+    for line in lines:
+        if line.startswith("0::"):
+            return _read_int(root / line[3:].lstrip("/") / "memory.current")
+    return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
