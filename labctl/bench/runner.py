@@ -69,7 +69,7 @@ class Bench:
             self.results.add_error(target.name, workload.name, round_, exc.message)
             return
         seconds = round(time.monotonic() - started, 2)
-        extra = {"direct": params.direct} if workload.name == "disk" else {}
+        extra = {"direct": self._direct.get(target.name, True)} if workload.name == "disk" else {}
         self.results.add_sample(target.name, workload.name, round_, values, seconds=seconds, **extra)
         shown = ", ".join(f"{k} {v:,.1f}" for k, v in values.items())
         console.info(f"[{label}] {workload.name} on {target.name}: {shown} ({seconds:.1f} s)")

@@ -152,9 +152,9 @@ class MachineTarget(Target):
         if callable(init_pid):
             pid = init_pid(self.machine)
             return int(pid) if pid else None
-        container = record.get("container")
-        if self.machine.kind is Kind.LXC and container:
-            out = run(["lxc-info", "-n", str(container), "-p", "-H"], check=False, timeout=30).stdout
+        lxc_argv = getattr(self.driver, "lxc", None)  # the lxc driver's `lxc-* -P <path> -n <name>`
+        if self.machine.kind is Kind.LXC and callable(lxc_argv):
+            out = run(lxc_argv("lxc-info", self.machine, "-p", "-H"), check=False, timeout=30).stdout
             return int(out.strip()) if out.strip().isdigit() else None
         return None
 
@@ -188,11 +188,20 @@ def cgroup_memory(pid: int | None, root: Path = Path("/sys/fs/cgroup")) -> int |
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
-            return _read_int(root / "memory" / path.lstrip("/") / "memory.usage_in_bytes")
+            return _read_int(root / "memory" / container_root(path) / "memory.usage_in_bytes")
     for line in lines:
         if line.startswith("0::"):
-            return _read_int(root / line[3:].lstrip("/") / "memory.current")
+            return _read_int(root / container_root(line[3:]) / "memory.current")
     return None
+
+
+def container_root(path: str) -> str:
+    """The container's own cgroup: systemd inside a system container moves its init into a
+    child (init.scope), which holds only part of the container's memory."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    while len(parts) > 1 and parts[-1].endswith(".scope"):
+        parts.pop()
+    return "/".join(parts)
 
 
 def _read_int(path: Path) -> int | None:
