@@ -20,7 +20,7 @@ from labctl.box import artefacts
 from labctl.box.chroot import POLICY_RC_D, chroot, mounted
 from labctl.box.recipe import Recipe, load_recipe
 from labctl.box.store import Box, BoxStore
-from labctl.errors import BoxError, HostError
+from labctl.errors import BoxError, CommandError, HostError
 
 TOOLS = ("debootstrap", "chroot", "mount", "mkfs.ext4", "qemu-img", "tar", "zstd")
 APT_OPTIONS = (
@@ -86,7 +86,14 @@ def _debootstrap(root: Path, recipe: Recipe, mirror: str | None, cache: Path) ->
     if mirror:
         argv.append(mirror)
     with console.step(f"debootstrap {recipe.suite} ({recipe.variant})"):
-        run.run(argv, hint="check the network and --mirror URL; the log is debootstrap/debootstrap.log")
+        try:
+            run.run(argv)
+        except CommandError as exc:
+            # The staging directory, and the log in it, is about to be removed: keep its tail.
+            log = root / "debootstrap" / "debootstrap.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+            detail = "\n  ".join([exc.message, *tail])
+            raise BoxError(detail, "check the network, or give a reachable mirror with --mirror URL") from exc
 
 
 def _prepare(root: Path, recipe: Recipe) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from labctl.errors import EXIT_OK, EXIT_USAGE
+from labctl.errors import EXIT_OK, EXIT_USAGE, UsageError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,8 @@ def _build(args: argparse.Namespace) -> int:
     from labctl.box import BoxStore
     from labctl.box.build import build_box
 
+    if args.mirror and not args.mirror.startswith(("http://", "https://", "file:/")):
+        raise UsageError(f"--mirror {args.mirror!r} is not a URL", "give an http://, https:// or file:/ URL")
     box = build_box(BoxStore(), args.name, mirror=args.mirror, force=args.force)
     console.info(f"box {box.name} {box.version} is in {box.path} ({_size(box.size)})")
     return EXIT_OK
