@@ -53,9 +53,15 @@ def nic_plan(lab: Lab, machine: Machine) -> list[dict[str, Any]]:
     return nics
 
 
+def resolv_conf(nics: list[dict[str, Any]], domain: str) -> str:
+    servers = dict.fromkeys(nic["gateway"] for nic in nics)  # ordered, without repeats
+    return "".join(f"nameserver {server}\n" for server in servers) + f"search {domain}\n"
+
+
 def render(lab: Lab, machine: Machine, keys: SeedKeys, instance_id: str | None = None) -> dict[str, str]:
     """The seed's files by name: user-data, meta-data and network-config."""
     domain = dns_domain(lab)
+    nics = nic_plan(lab, machine)
     return {
         "user-data": templating.render(
             "cloud-init/user-data.j2",
@@ -64,15 +70,14 @@ def render(lab: Lab, machine: Machine, keys: SeedKeys, instance_id: str | None =
             authorized_key=keys.authorized_key,
             host_private=keys.host_private,
             host_public=keys.host_public,
+            resolv_conf=resolv_conf(nics, domain),
         ),
         "meta-data": templating.render(
             "cloud-init/meta-data.j2",
             instance_id=instance_id or f"labctl-{uuid.uuid4()}",
             hostname=machine.name,
         ),
-        "network-config": templating.render(
-            "cloud-init/network-config.j2", nics=nic_plan(lab, machine), domain=domain
-        ),
+        "network-config": templating.render("cloud-init/network-config.j2", nics=nics, domain=domain),
     }
 
 

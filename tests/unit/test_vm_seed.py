@@ -78,3 +78,10 @@ def test_iso_is_labelled_cidata_and_private(tmp_path: Path) -> None:
     listing = subprocess.run(["isoinfo", "-R", "-f", "-i", str(iso)], capture_output=True, text=True).stdout
     assert sorted(listing.split()) == ["/meta-data", "/network-config", "/user-data"]
     assert [p.name for p in tmp_path.iterdir()] == ["seed.iso"]  # no staging left behind
+
+
+def test_resolv_conf_points_at_the_lab_dnsmasq() -> None:
+    data = yaml.safe_load(seed.render(golden_lab(), golden_lab().machine("web"), KEYS)["user-data"])
+    (entry,) = data["write_files"]
+    assert entry["path"] == "/etc/resolv.conf"
+    assert entry["content"] == "nameserver 10.213.7.1\nnameserver 10.213.8.1\nsearch golden.lab\n"
