@@ -14,7 +14,7 @@ from test_vm_domain import check_golden, golden_lab, validate
 
 from labctl import addressing, network
 from labctl.errors import HostError
-from labctl.labfile.models import Attachment, Kind, Lab, Machine
+from labctl.labfile.models import Attachment, Kind, Lab, Machine, Network, NetworkMode
 from labctl.libvirt_util import label_of
 
 
@@ -165,8 +165,27 @@ def test_check_collisions_raises_host_error(monkeypatch: pytest.MonkeyPatch) -> 
     assert raised.value.exit_code == 1
 
 
-def test_check_collisions_passes_on_this_host() -> None:
+def test_check_collisions_reads_this_host() -> None:
+    """Against the real `ip` output: a lab on a free subnet passes, one on the host's own fails."""
+    import json
+    import subprocess
+
+    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True).stdout)
+    used = [
+        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+        for link in addrs
+        for a in link.get("addr_info", [])
+        if link["ifname"] != "lo"
+    ]
     lab = golden_lab()
-    host_routes = [ipaddress.ip_network("192.0.2.0/24")]
-    assert all(not n.cidr.overlaps(r) for n in lab.networks for r in host_routes)
-    network.check_collisions(lab)
+    free = next(
+        net
+        for third in range(256)
+        if not any((net := ipaddress.IPv4Network(f"10.144.{third}.0/24")).overlaps(u) for u in used)
+    )
+    on_free = Lab(lab.name, lab.file, (Network("lan", free, NetworkMode.ISOLATED),), ())
+    network.check_collisions(on_free)
+    taken = ipaddress.IPv4Network(used[0].supernet(new_prefix=24) if used[0].prefixlen > 24 else used[0])
+    clashing = Lab(lab.name, lab.file, (Network("lan", taken, NetworkMode.ISOLATED),), ())
+    with pytest.raises(HostError, match="collides with"):
+        network.check_collisions(clashing)
