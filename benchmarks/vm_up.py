@@ -1,0 +1,117 @@
+"""labctl's overhead when it brings up VMs, beyond the guest's own boot.
+
+For one VM: the wall time of VmDriver.create (define, QEMU start, address, SSH, first boot) minus
+the guest's boot time as `systemd-analyze` measures it inside the guest. Target: at most 1 s per VM.
+Then 2 VMs created in parallel against 1 (ideal ratio 1.0; on 2 shared cores and TCG expect more).
+Prints numbers and ratios, asserts nothing. Needs root, libvirtd and the debian-12 box.
+
+    .venv/bin/python benchmarks/vm_up.py [--box debian-12] [--devices paravirtual]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import re
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+
+from labctl import keys, network
+from labctl.drivers import Driver, LabContext, driver_for
+from labctl.labfile import load_lab
+from labctl.labfile.models import Lab, Machine
+
+TARGET_S = 1.0
+
+
+def write_lab(root: Path, count: int, box: str, devices: str, cidr: str) -> Lab:
+    machines = "".join(
+        f"  b{i}:\n    kind: vm\n    box: {box}\n    memory: 768M\n    devices: {devices}\n"
+        for i in range(count)
+    )
+    root.mkdir(parents=True)
+    text = f"name: vmbench{count}\nnetworks:\n  lan:\n    cidr: {cidr}\nmachines:\n{machines}"
+    (root / "labfile.yml").write_text(textwrap.dedent(text))
+    return load_lab(str(root / "labfile.yml"))
+
+
+def guest_boot_seconds(driver: Driver, machine: Machine) -> float:
+    """Kernel + initrd + userspace from systemd-analyze (retried while boot is still finishing)."""
+    for _ in range(30):
+        out = driver.run(machine, ["systemd-analyze", "time"]).stdout
+        found = re.search(r"=\s*(?:(\d+)min\s*)?([\d.]+)s", out)
+        if found:
+            return int(found.group(1) or 0) * 60 + float(found.group(2))
+        time.sleep(2)
+    raise SystemExit(f"systemd-analyze never reported a finished boot: {out!r}")
+
+
+def bring_up(lab: Lab) -> tuple[LabContext, Driver, float]:
+    context = LabContext(lab)
+    driver = driver_for(lab.machines[0].kind, context)
+    driver.check_host(lab.machines)
+    context.state.ensure_dir()
+    keys.ensure_keypair(context.key_path, f"labctl-{lab.id}")
+    network.check_collisions(lab)
+    network.ensure_networks(lab)
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(lab.machines)) as pool:
+        for future in [pool.submit(driver.create, m) for m in lab.machines]:
+            future.result()
+    return context, driver, time.monotonic() - started
+
+
+def tear_down(lab: Lab, driver: Driver) -> None:
+    for machine in lab.machines:
+        driver.destroy(machine)
+    network.remove_networks(lab)
+
+
+def measure(
+    count: int, args: argparse.Namespace, work: Path
+) -> tuple[float, list[float], list[dict[str, float]]]:
+    from test_vm_lifecycle import free_subnet
+
+    lab = write_lab(work / f"lab{count}", count, args.box, args.devices, free_subnet())
+    driver: Driver | None = None
+    try:
+        context, driver, wall = bring_up(lab)
+        guest = [guest_boot_seconds(driver, m) for m in lab.machines]
+        phases = [context.state.machines()[m.name]["phases"] for m in lab.machines]
+        return wall, guest, phases
+    finally:
+        if driver is not None:
+            tear_down(lab, driver)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--box", default="debian-12")
+    parser.add_argument("--devices", default="paravirtual", choices=["paravirtual", "emulated"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vm-up-") as temp:
+        one_wall, one_guest, one_phases = measure(1, args, Path(temp))
+        two_wall, _two_guest, _ = measure(2, args, Path(temp))
+    overhead = one_wall - one_guest[0]
+    own = one_phases[0]["define"] + one_phases[0]["boot"]
+    print(f"1 VM: create {one_wall:.1f} s, guest boot (systemd-analyze) {one_guest[0]:.1f} s")
+    print(f"  phases: {', '.join(f'{k} {v:.1f} s' for k, v in one_phases[0].items())}")
+    print(
+        f"  overhead beyond the guest's boot: {overhead:.2f} s (target {TARGET_S:.1f} s, ratio {overhead / TARGET_S:.2f})"
+    )
+    print(
+        f"  labctl's own work before the guest runs (define + QEMU start): {own:.2f} s (ratio {own / TARGET_S:.2f})"
+    )
+    print(f"2 VMs in parallel: {two_wall:.1f} s; against 1 VM: ratio {two_wall / one_wall:.2f} (ideal 1.00)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
