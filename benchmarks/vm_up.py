@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ipaddress
+import json
+import random
 import re
-import sys
+import subprocess
 import tempfile
 import textwrap
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
 from labctl import keys, network
 from labctl.drivers import Driver, LabContext, driver_for
@@ -27,6 +28,24 @@ from labctl.labfile import load_lab
 from labctl.labfile.models import Lab, Machine
 
 TARGET_S = 1.0
+
+
+def free_subnet() -> str:
+    """A /24 that no host address or route touches."""
+    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True).stdout)
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout)
+    taken = [
+        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+        for link in addrs
+        for a in link.get("addr_info", [])
+    ]
+    taken += [
+        ipaddress.ip_network(r["dst"], strict=False) for r in routes if r.get("dst") not in (None, "default")
+    ]
+    while True:
+        candidate = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
+        if not any(candidate.overlaps(t) for t in taken):
+            return str(candidate)
 
 
 def write_lab(root: Path, count: int, box: str, devices: str, cidr: str) -> Lab:
@@ -75,8 +94,6 @@ def tear_down(lab: Lab, driver: Driver) -> None:
 def measure(
     count: int, args: argparse.Namespace, work: Path
 ) -> tuple[float, list[float], list[dict[str, float]]]:
-    from test_vm_lifecycle import free_subnet
-
     lab = write_lab(work / f"lab{count}", count, args.box, args.devices, free_subnet())
     driver: Driver | None = None
     try:
