@@ -19,7 +19,13 @@ COLORS = {
     "hardware-assisted": "#d95f02",
     "isa-emulation": "#e7298a",
 }
-LABEL_W, BAR_H, GAP, HEADER_H, TOP, BOTTOM, RIGHT = 150, 14, 4, 20, 34, 40, 70
+LABEL_W, BAR_H, GAP, HEADER_H, TOP, BOTTOM, RIGHT = 150, 14, 4, 20, 58, 40, 70
+LEVEL_NAMES = {
+    "os-level": "OS-level",
+    "paravirtualization": "paravirtual (KVM)",
+    "hardware-assisted": "full virt. (KVM)",
+    "isa-emulation": "ISA emulation (TCG)",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ def chart(title: str, groups: Sequence[tuple[str, Sequence[Bar]]], width: int = 
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
+    parts += _legend(sorted({b.level for b in bars}, key=list(COLORS).index))
     parts += _axis(lo, hi, x, TOP, TOP + rows)
     y = TOP
     for name, group in groups:
@@ -61,6 +68,16 @@ def chart(title: str, groups: Sequence[tuple[str, Sequence[Bar]]], width: int = 
     )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _legend(levels: Sequence[str]) -> list[str]:
+    parts, x = [], LABEL_W
+    for level in levels:
+        name = LEVEL_NAMES.get(level, level)
+        parts.append(f'<rect x="{x}" y="26" width="10" height="10" fill="{COLORS.get(level, "#999999")}"/>')
+        parts.append(f'<text x="{x + 14}" y="35">{escape(name)}</text>')
+        x += 24 + 7 * len(name)
+    return parts
 
 
 def _ok(value: float | None) -> bool:
@@ -104,9 +121,9 @@ def _axis(lo: float, hi: float, x: _Scale, top: float, bottom: float) -> list[st
         parts.append(f'<text x="{px:.1f}" y="{bottom + 14}" text-anchor="middle">{tick:g}</text>')
     one = x(1.0)
     parts.append(
-        f'<line x1="{one:.1f}" y1="{top - 6}" x2="{one:.1f}" y2="{bottom}" stroke="#000" stroke-dasharray="4 3"/>'
+        f'<line x1="{one:.1f}" y1="{top - 12}" x2="{one:.1f}" y2="{bottom}" stroke="#000" stroke-dasharray="4 3"/>'
     )
-    parts.append(f'<text x="{one:.1f}" y="{top - 8}" text-anchor="middle">host</text>')
+    parts.append(f'<text x="{one + 3:.1f}" y="{top - 2}">host</text>')
     return parts
 
 

@@ -28,7 +28,9 @@ BASE = {
         "requests in a shared ring with few exits per request; an emulated SATA (AHCI) controller "
         "needs several trapped register accesses per request. Containers issue ordinary system "
         "calls to the host filesystem (through OverlayFS), so they pay almost nothing. Small random "
-        "requests show the per-I/O cost, large sequential ones hide it."
+        "requests show the per-I/O cost, large sequential ones hide it. A VM can even beat the host on "
+        "sequential reads: O_DIRECT in the guest bypasses only the guest's page cache, while QEMU "
+        "reads the disk image through the host's page cache (libvirt's default cache mode)."
     ),
     "network": (
         "Network runs go from the target to the host: a container crosses a veth pair and the lab "
@@ -81,5 +83,6 @@ def tcg_warning(analysis: Analysis) -> str | None:
         "virtualization). Their numbers show the cost of ISA emulation. They are NOT the cost of "
         "KVM: a KVM guest runs the same workloads at close to native speed. Compare them with the "
         "literature's KVM figures only to see how large the gap between emulation and "
-        "hardware-assisted virtualization is."
+        "hardware-assisted virtualization is. The idle memory of a TCG VM (RSS of its qemu "
+        "process) also holds QEMU's cache of translated code, not only guest RAM."
     )
