@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import pytest
 
@@ -41,6 +42,12 @@ def debian_box() -> Box:
         box = _current(store, recipe_sha256)
         if box is not None:
             return box
+        if store.has(BOX) and store.users(BOX):
+            # Rebuilding would pull the disk from under running labs (their overlays name it).
+            warnings.warn(
+                f"{BOX} is older than its recipe but in use by labs: testing the old box", stacklevel=1
+            )
+            return store.get(BOX)
         try:
             return build_box(store, BOX, force=True)
         except BoxError as exc:

@@ -74,7 +74,11 @@ def _cache_lock(cache: Path) -> Iterator[None]:
     """Builds of different boxes share the cache; one apt writes to it at a time."""
     (cache / "partial").mkdir(parents=True, exist_ok=True)
     with open(cache.parent / "apt.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            console.info("waiting for another box build to finish with the package cache...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 

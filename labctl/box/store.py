@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import paths
-from labctl.box.recipe import recipe_names, validate_name
+from labctl.box.recipe import NAME_RE, recipe_names, validate_name
 from labctl.errors import BoxError
 
 META = "box.json"
@@ -128,7 +128,7 @@ class BoxStore:
     def list(self) -> list[Box]:
         if not self.path.is_dir():
             return []
-        names = sorted(p.name for p in self.path.iterdir() if (p / META).is_file())
+        names = sorted(p.name for p in self.path.iterdir() if NAME_RE.match(p.name) and (p / META).is_file())
         return [self.get(name) for name in names]
 
     def recipe_names(self) -> builtins.list[str]:
