@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from labctl.errors import EXIT_OK, EXIT_USAGE, UsageError
@@ -37,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     command = getattr(args, "box_command", None)
     if command is None:
-        print("usage: labctl box {build,list,remove,export,add} ...  (labctl box --help)")
+        print("usage: labctl box {build,list,remove,export,add} ...  (labctl box --help)", file=sys.stderr)
         return EXIT_USAGE
     handler = {"build": _build, "list": _list, "remove": _remove, "export": _export, "add": _add}[command]
     return handler(args)
