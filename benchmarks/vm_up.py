@@ -115,19 +115,24 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vm-up-") as temp:
         one_wall, one_guest, one_phases = measure(1, args, Path(temp))
+        report_one(one_wall, one_guest[0], one_phases[0])
         two_wall, _two_guest, _ = measure(2, args, Path(temp))
-    overhead = one_wall - one_guest[0]
-    own = one_phases[0]["define"] + one_phases[0]["boot"]
-    print(f"1 VM: create {one_wall:.1f} s, guest boot (systemd-analyze) {one_guest[0]:.1f} s")
-    print(f"  phases: {', '.join(f'{k} {v:.1f} s' for k, v in one_phases[0].items())}")
+    print(f"2 VMs in parallel: {two_wall:.1f} s; against 1 VM: ratio {two_wall / one_wall:.2f} (ideal 1.00)")
+    return 0
+
+
+def report_one(wall: float, guest: float, phases: dict[str, float]) -> None:
+    overhead = wall - guest
+    own = phases["define"] + phases["boot"]
+    print(f"1 VM: create {wall:.1f} s, guest boot (systemd-analyze) {guest:.1f} s")
+    print(f"  phases: {', '.join(f'{k} {v:.1f} s' for k, v in phases.items())}")
     print(
         f"  overhead beyond the guest's boot: {overhead:.2f} s (target {TARGET_S:.1f} s, ratio {overhead / TARGET_S:.2f})"
     )
     print(
-        f"  labctl's own work before the guest runs (define + QEMU start): {own:.2f} s (ratio {own / TARGET_S:.2f})"
+        f"  labctl's own work before the guest runs (define + QEMU start): {own:.2f} s (ratio {own / TARGET_S:.2f})",
+        flush=True,
     )
-    print(f"2 VMs in parallel: {two_wall:.1f} s; against 1 VM: ratio {two_wall / one_wall:.2f} (ideal 1.00)")
-    return 0
 
 
 if __name__ == "__main__":

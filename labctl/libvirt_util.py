@@ -142,8 +142,20 @@ def label_of(xml: str) -> Label | None:
 
 
 def owned_by(obj: Any, lab_id: str) -> bool:
-    """Whether a libvirt domain or network carries this lab's label."""
-    label = label_of(obj.XMLDesc(0))
+    """Whether a libvirt domain or network carries this lab's label.
+
+    An object that vanishes between listing and reading (another lab destroying its machines at
+    the same time) is not ours.
+    """
+    import libvirt
+
+    try:
+        xml = obj.XMLDesc(0)
+    except libvirt.libvirtError as exc:
+        if is_missing(exc):
+            return False
+        raise
+    label = label_of(xml)
     return label is not None and label.lab_id == lab_id
 
 
