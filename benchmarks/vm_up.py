@@ -16,6 +16,7 @@ import ipaddress
 import json
 import random
 import re
+import shutil
 import subprocess
 import tempfile
 import textwrap
@@ -89,6 +90,7 @@ def tear_down(lab: Lab, driver: Driver) -> None:
     for machine in lab.machines:
         driver.destroy(machine)
     network.remove_networks(lab)
+    shutil.rmtree(driver.context.data_dir, ignore_errors=True)
 
 
 def measure(
