@@ -37,6 +37,7 @@ PACKAGE_OF = {
     "ssh-keygen": "openssh-client",
     "virt-xml-validate": "libvirt-clients",
     "chroot": "coreutils",
+    "zstd": "zstd",
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol, cast
 
 from labctl import __version__
-from labctl.errors import EXIT_FAILURE, EXIT_USAGE, LabctlError
+from labctl.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LabctlError
 
 # verb: (module, one-line help). Order is the order of `labctl --help`.
 VERBS: dict[str, tuple[str, str]] = {
@@ -111,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         console.error(exc.message, exc.hint)
         return exc.exit_code
+    except BrokenPipeError:
+        # `labctl box list | head`: the reader left; that is not an error of ours.
+        _silence_stdout()
+        return EXIT_OK
     except KeyboardInterrupt:
         if args.debug:
             raise
@@ -123,3 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         console.error(f"internal error: {type(exc).__name__}: {exc}", "run again with --debug and report it")
         return EXIT_FAILURE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
