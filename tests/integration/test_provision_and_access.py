@@ -50,23 +50,23 @@ echo "script ran with $# args"
 """
 
 STEPS = """\
-      - shell: |
-          echo "step one on $(hostname)"
-          echo "to stderr" >&2
-          echo run >> /root/runs.txt
-      - shell: {script: setup.sh, args: [first, "second word"]}
-      - file: {src: site, dest: /srv/site}
-      - file: {src: secret.txt, dest: /etc/labctl-test/, mode: "0600"}
-      - ansible: {playbook: play.yml, extra_vars: {greeting: hello}}
-      - ansible: {playbook: users, extra_vars: {lab_users: [{name: student}]}}
+    - shell: |
+        echo "step one on $(hostname)"
+        echo "to stderr" >&2
+        echo run >> /root/runs.txt
+    - shell: {script: setup.sh, args: [first, "second word"]}
+    - file: {src: site, dest: /srv/site}
+    - file: {src: secret.txt, dest: /etc/labctl-test/, mode: "0600"}
+    - ansible: {playbook: play.yml, extra_vars: {greeting: hello}}
+    - ansible: {playbook: users, extra_vars: {lab_users: [{name: student}]}}
 """
 
 
 def free_subnet() -> str:
     """A /24 under 10.0.0.0/8 that no route on this host overlaps."""
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
-    taken = [ipaddress.ip_network(line.split()[0], strict=False) for line in routes.splitlines()]
-    taken = [net for net in taken if net.prefixlen > 0]
+    prefixes = [line.split()[0] for line in routes.splitlines() if line and not line.startswith("default")]
+    taken = [ipaddress.ip_network(prefix, strict=False) for prefix in prefixes]
     while True:
         candidate = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
         if not any(candidate.overlaps(net) for net in taken):
@@ -74,48 +74,50 @@ def free_subnet() -> str:
 
 
 def labfile(name: str, cidr: str) -> str:
-    return (
+    machines = textwrap.indent(
         textwrap.dedent(
-            f"""\
-            name: {name}
-            defaults: {{box: debian-12, cpus: 1, memory: 256M}}
-            networks:
-              lan: {{cidr: {cidr}, mode: isolated}}
-            machines:
-              vm1:
-                kind: vm
-                memory: 768M
-                networks: [lan]
-                groups: [linux]
-                provision: &steps
+            """\
+            vm1:
+              kind: vm
+              memory: 768M
+              networks: [lan]
+              groups: [linux]
+              provision: &steps
             """
         )
         + STEPS
         + textwrap.dedent(
             """\
-              ct1:
-                kind: lxc
-                networks: [lan]
-                groups: [linux]
-                provision: *steps
-              ns1:
-                kind: ns
-                namespaces: [pid, net, uts, ipc, mnt]
-                networks: [lan]
-                provision: *steps
-              nsfail:
-                kind: ns
-                memory: 64M
-                namespaces: [pid, net, uts, ipc, mnt]
-                networks: [lan]
-                provision:
-                  - shell: echo fine
-                  - shell: |
-                      echo "about to fail"
-                      exit 3
-                  - shell: touch /root/never
+            ct1:
+              kind: lxc
+              networks: [lan]
+              groups: [linux]
+              provision: *steps
+            ns1:
+              kind: ns
+              namespaces: [pid, net, uts, ipc, mnt]
+              networks: [lan]
+              provision: *steps
+            nsfail:
+              kind: ns
+              memory: 64M
+              namespaces: [pid, net, uts, ipc, mnt]
+              networks: [lan]
+              provision:
+                - shell: echo fine
+                - shell: |
+                    echo "about to fail"
+                    exit 3
+                - shell: touch /root/never
             """
-        )
+        ),
+        "  ",
+    )
+    return (
+        f"name: {name}\n"
+        "defaults: {box: debian-12, cpus: 1, memory: 256M}\n"
+        f"networks:\n  lan: {{cidr: {cidr}, mode: isolated}}\n"
+        f"machines:\n{machines}"
     )
 
 
