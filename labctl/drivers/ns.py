@@ -16,10 +16,14 @@ UsageError that says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 from labctl import addressing, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState
@@ -30,7 +34,7 @@ from labctl.drivers.runtime import Runtime, runtime_name
 from labctl.errors import DriverError, HostError
 from labctl.labfile.models import Kind, Machine, Namespace
 from labctl.paths import inside
-from labctl.run import run, which
+from labctl.run import DEVNULL, PIPE, STDOUT, run, start, which
 from labctl.seed import dns_domain, nic_plan
 
 __all__ = ["NsDriver", "runtime_name"]
@@ -233,6 +237,40 @@ class NsDriver(Driver):
         result = run(argv_, check=False, input=input, timeout=timeout)
         return ExecResult(result.returncode, result.stdout, result.stderr)
 
+    def run_streaming(
+        self,
+        machine: Machine,
+        argv: Sequence[str],
+        on_line: Callable[[str], None],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Each line of output as it comes (provisioning shows it live), stdout and stderr merged."""
+        self._require_running(machine)
+        argv_ = self.runtime.exec_argv(self.container(machine), argv, tty=False)
+        proc = start(argv_, stdin=DEVNULL if input is None else PIPE, stdout=PIPE, stderr=STDOUT)
+        if proc.stdin is not None and input is not None:
+            threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True).start()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout or 0, expire)
+        if timeout:
+            timer.start()
+        try:
+            for raw in proc.stdout or ():
+                on_line(raw.decode(errors="replace").rstrip("\r\n"))
+            code = proc.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise DriverError(f"{shlex.join(argv)!r} in {machine.name} did not finish within {timeout:g} s")
+        return code
+
     def _require_running(self, machine: Machine) -> None:
         if self.runtime.status(self.container(machine)) != "running":
             raise DriverError(f"{machine.name} is not running", "start it with: labctl up")
@@ -240,3 +278,10 @@ class NsDriver(Driver):
     def init_pid(self, machine: Machine) -> int | None:
         """The container's first process as the host sees it (tests compare its namespaces)."""
         return self.runtime.pid(self.container(machine))
+
+
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    """Write data to the command's stdin and close it, so it sees end of file."""
+    with contextlib.suppress(OSError):
+        stdin.write(data)
+        stdin.close()
