@@ -56,12 +56,13 @@ class Provisioner:
 
     def provision(self, machine: Machine) -> str:
         """Run every step of machine in order, record when, and return the verb for the summary."""
+        if not machine.provision:
+            return "nothing to provision"
         output = MachineOutput(machine.name)
-        if machine.provision:
-            transport = open_transport(self.context, self.driver(machine.kind), machine)
-            with contextlib.closing(transport):
-                for index, step in enumerate(machine.provision, 1):
-                    self._step(transport, machine, index, step, output)
+        transport = open_transport(self.context, self.driver(machine.kind), machine)
+        with contextlib.closing(transport):
+            for index, step in enumerate(machine.provision, 1):
+                self._step(transport, machine, index, step, output)
         self.context.state.update_machine(machine.name, provisioned_at=time.time())
         return "provisioned"
 

@@ -212,8 +212,10 @@ def test_up_provisions_only_new_machines_unless_told(
     assert "a: provisioned" not in capsys.readouterr().err
     assert main(["up", "--provision", "a"]) == 0
     assert "a: provisioned" in capsys.readouterr().err
-    assert main(["provision", "a"]) == 0
-    assert "a | first sh" in capsys.readouterr().err
+    assert main(["provision", "a", "c"]) == 0
+    err = capsys.readouterr().err
+    assert "a | first sh" in err
+    assert "c: nothing to provision" in err
 
 
 def test_up_no_provision_skips_and_a_provision_failure_fails_up(
