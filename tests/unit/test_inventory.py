@@ -37,7 +37,6 @@ machines:
 @pytest.fixture
 def runner(write_labfile: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> LabRunner:
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("labctl.drivers.lxc.LxcDriver.address", lambda _self, _m: "10.250.31.20")
     return LabRunner(load_lab(str(write_labfile(LAB))))
 
 
@@ -142,6 +141,7 @@ def test_cli_inventory_ssh_config_and_env(
     assert exported.stdout == f"export ANSIBLE_CONNECTION_PLUGINS={inventory.plugin_dir()}\n"
     config = cli("ssh-config", cwd=labdir, env=env)
     assert config.returncode == 0 and "Host web\n  HostName 10.250.31.10\n" in config.stdout
+    assert "Host cache\n  HostName 10.250.31.20\n" in config.stdout
 
 
 def test_known_hosts_alias_matches_the_recorded_line() -> None:
