@@ -80,7 +80,14 @@ class LabRunner:
         outcomes = self._parallel(machines, self._bring_up)
         if provision is False:
             return outcomes
-        chosen = [o.machine for o in outcomes if not o.error and (provision or o.action == "created")]
+        # Like Vagrant: new machines, and machines whose provisioning never finished.
+        records = self.context.state.machines()
+        chosen = [
+            o.machine
+            for o in outcomes
+            if not o.error
+            and (provision or o.action == "created" or "provisioned_at" not in records.get(o.machine, {}))
+        ]
         provisioned = self.provision([m for m in machines if m.name in chosen and m.provision])
         failures = {o.machine: o for o in provisioned if o.error}
         return [failures.get(o.machine, o) for o in outcomes]

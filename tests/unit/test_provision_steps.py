@@ -229,6 +229,11 @@ def test_up_no_provision_skips_and_a_provision_failure_fails_up(
     assert "error: b: step 2/3 (shell) exited 3" in err
     assert "up failed for 1 of 2 machines: b" in err
     assert "a: provisioned" in err
+    # b never finished provisioning, so the next `up` tries again (a is done and left alone)
+    assert main(["up", "a", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "error: b: step 2/3 (shell) exited 3" in err
+    assert "a: step" not in err
 
 
 def test_provision_refuses_machines_that_are_not_running(
