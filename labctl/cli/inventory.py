@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
 
     from labctl.cli.ssh_config import emit
+    from labctl.labfile.models import Kind
     from labctl.provision import inventory
 
     if args.env:
@@ -37,18 +38,22 @@ def run(args: argparse.Namespace) -> int:
 
     runner = open_lab(args)
     built = inventory.build(runner.context, runner.driver)
+    uses_plugin = any(m.kind is Kind.NS for m in runner.lab.machines)
     if args.json:
         text = json.dumps(built, indent=2) + "\n"
     elif args.format == "ini":
-        text = _header(runner.lab.name, ";") + inventory.to_ini(built)
+        text = _header(runner.lab.name, ";", uses_plugin) + inventory.to_ini(built)
     else:
-        text = _header(runner.lab.name, "#") + inventory.to_yaml(built)
+        text = _header(runner.lab.name, "#", uses_plugin) + inventory.to_yaml(built)
     emit(text, args.write)
     return 0
 
 
-def _header(lab: str, comment: str) -> str:
-    return (
-        f"{comment} labctl inventory of lab {lab}. Namespace (ns) machines use labctl's connection\n"
-        f'{comment} plugin; before ansible/ansible-playbook run: eval "$(labctl inventory --env)"\n'
-    )
+def _header(lab: str, comment: str, uses_plugin: bool) -> str:
+    text = f"{comment} labctl inventory of lab {lab}\n"
+    if uses_plugin:
+        text += (
+            f"{comment} Namespace (ns) machines use labctl's connection plugin; before running\n"
+            f'{comment} ansible or ansible-playbook: eval "$(labctl inventory --env)"\n'
+        )
+    return text
