@@ -100,7 +100,9 @@ class LabRunner:
 
     def _bring_up(self, machine: Machine) -> str:
         driver = self.driver(machine.kind)
-        current = self.state_of(machine)
+        # Ask the driver, not the records: after a lost .labctl/ or a killed `up`, the machine
+        # may exist without a record, and must be started rather than created twice.
+        current = driver.state(machine)
         if current is MachineState.RUNNING:
             return "running"
         if current in (MachineState.STOPPED, MachineState.PAUSED):
