@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from tests_support import CliResult
 
+from labctl.box import Box
+
 pytestmark = pytest.mark.integration
 
 LABCTL = [sys.executable, "-m", "labctl"]
@@ -146,7 +148,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, debian_box: Box) -> Iterator[Lab]:
+    assert debian_box.rootfs is not None and debian_box.disk is not None  # for vm, lxc and ns
     root = tmp_path_factory.mktemp("provision") / "lab"
     (root / "site" / "img").mkdir(parents=True)
     (root / "site" / "index.html").write_text("<h1>lab</h1>\n")
