@@ -7,6 +7,7 @@ ANSIBLE_CONNECTION_PLUGINS line that makes Ansible find it (eval it in the shell
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         text = _header(runner.lab.name, ";", uses_plugin) + inventory.to_ini(built)
     else:
         text = _header(runner.lab.name, "#", uses_plugin) + inventory.to_yaml(built)
+    if args.write and args.format == "yaml" and Path(args.write).suffix not in ("", ".yml", ".yaml", ".json"):
+        from labctl import console
+
+        console.warn(f"Ansible reads a YAML inventory only from a file ending in .yml or .yaml: {args.write}")
     emit(text, args.write)
     return 0
 
