@@ -64,7 +64,7 @@ class LabRunner:
     # -- up ---------------------------------------------------------------------------------------
 
     def up(self, machines: Sequence[Machine], provision: bool | None = None) -> list[Outcome]:
-        """provision: None provisions the machines this call created, True all, False none."""
+        """provision: None provisions machines never provisioned yet (new ones), True all, False none."""
         from labctl import keys, network
 
         self._ensure_boxes(machines)
