@@ -22,7 +22,9 @@ def _environment() -> Any:
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("xml", "xml.j2", "html", "html.j2"), default=False),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("xml", "xml.j2", "html", "html.j2"), default=False
+        ),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests_support import CliResult
+from tests_support import CliResult, run_labctl
 
 REPO = Path(__file__).resolve().parent.parent
-LABCTL = [sys.executable, "-m", "labctl"]
 
 
 @pytest.fixture
@@ -37,23 +34,6 @@ def write_labfile(labdir: Path) -> Callable[[str], Path]:
         return path
 
     return write
-
-
-def run_labctl(
-    *args: str, cwd: Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
-) -> CliResult:
-    """labctl in a subprocess, exactly as a user runs it (no stdin)."""
-    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    proc = subprocess.run(
-        [*LABCTL, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=full_env,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ RUN_TIMEOUT = 40 * 60
 def bench_run(
     debian_box: Box, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any], CliResult]:
-    from tests.conftest import run_labctl
+    from tests_support import run_labctl
 
     out = tmp_path_factory.mktemp("bench") / "results"
     before = set((labctl_home() / "bench").glob("lab-*"))
