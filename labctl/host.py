@@ -101,7 +101,10 @@ def check_program(name: str, program: str, version_argv: list[str]) -> Check:
         out = runner.run(version_argv, timeout=10).stdout.strip().splitlines()
     except LabctlError as exc:
         return Check(name, Status.FAIL, exc.message, exc.hint)
-    return Check(name, Status.OK, f"{program} {out[0] if out else ''}".strip())
+    version = out[0] if out else ""
+    # Most tools name themselves in their version line; say the name once.
+    detail = version if version.startswith(program.split("-")[0]) else f"{program} {version}".strip()
+    return Check(name, Status.OK, detail)
 
 
 def cgroup_layout() -> str:
