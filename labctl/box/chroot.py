@@ -45,15 +45,41 @@ def mounted(root: Path, package_cache: Path) -> Iterator[None]:
     try:
         run.run(["mount", "-t", "proc", "proc", root / "proc"])
         run.run(["mount", "-t", "sysfs", "sysfs", root / "sys"])
-        # rslave: nothing mounted under root/dev (devpts by a maintainer script) reaches the host.
-        run.run(["mount", "--rbind", "/dev", root / "dev"])
-        run.run(["mount", "--make-rslave", root / "dev"])
+        _private_dev(root / "dev")
         archives = root / "var/cache/apt/archives"
         archives.mkdir(parents=True, exist_ok=True)
         run.run(["mount", "--bind", package_cache, archives])
         yield
     finally:
         unmount_under(root)
+
+
+# The device nodes package scripts need: (name, major, minor).
+DEVICE_NODES = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+]
+
+
+def _private_dev(dev: Path) -> None:
+    """A fresh /dev with only the basic nodes, never the host's: maintainer scripts in the
+    chroot (udev's among them) chgrp device nodes by the *chroot's* group ids, which once turned
+    the host's /dev/kvm over to another group and stalled every libvirt domain start."""
+    run.run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "labctl-dev", dev])
+    for name, major, minor in DEVICE_NODES:
+        run.run(["mknod", "-m", "0666", dev / name, "c", str(major), str(minor)])
+    (dev / "pts").mkdir()
+    run.run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", dev / "pts"])
+    (dev / "shm").mkdir()
+    (dev / "shm").chmod(0o1777)
+    (dev / "ptmx").symlink_to("pts/ptmx")
+    (dev / "fd").symlink_to("/proc/self/fd")
+    for number, stream in enumerate(("stdin", "stdout", "stderr")):
+        (dev / stream).symlink_to(f"/proc/self/fd/{number}")
 
 
 def mounts_under(path: Path) -> list[Path]:

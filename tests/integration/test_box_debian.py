@@ -82,6 +82,22 @@ def test_box_metadata_and_artefacts(debian_box: Box) -> None:
     assert "linux-image-cloud-amd64" not in str(meta["packages"])
 
 
+def test_building_leaves_the_hosts_devices_alone(debian_box: Box) -> None:
+    # Package scripts in the build chroot once chgrp'ed the host's /dev/kvm to the chroot's
+    # kvm gid; libvirt then re-probed QEMU at every domain start.
+    import grp
+    import os
+
+    kvm = Path("/dev/kvm")
+    if kvm.exists():
+        assert kvm.stat().st_gid == grp.getgrnam("kvm").gr_gid
+        assert kvm.stat().st_mode & 0o777 == 0o660
+    assert not [
+        line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "labctl-dev" in line
+    ]
+    assert os.path.realpath(debian_box.path).startswith(os.path.realpath(debian_box.path.parent))
+
+
 def test_rootfs_is_clean_for_many_machines(debian_box: Box) -> None:
     root = debian_box.rootfs
     assert root is not None
