@@ -13,7 +13,6 @@ alone; unpack the root file system; only then rename the staged box into the sto
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import time
@@ -167,13 +166,5 @@ def _verify_artefacts(stage: Path, meta: dict[str, Any]) -> None:
             raise BoxError(f"the archive lacks {name}, which {META} lists", "the archive may be truncated")
         if not isinstance(info, dict) or path.stat().st_size != info.get("size"):
             raise BoxError(f"{name} has the wrong size for {META}", "the archive is damaged or was altered")
-        if _sha256(path) != info.get("sha256"):
+        if file_sha256(path) != info.get("sha256"):
             raise BoxError(f"{name} does not match its checksum in {META}", "the archive was altered")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
