@@ -71,9 +71,7 @@ def guest_boot_seconds(driver: Driver, machine: Machine) -> float:
     raise SystemExit(f"systemd-analyze never reported a finished boot: {out!r}")
 
 
-def bring_up(lab: Lab) -> tuple[LabContext, Driver, float]:
-    context = LabContext(lab)
-    driver = driver_for(lab.machines[0].kind, context)
+def bring_up(lab: Lab, context: LabContext, driver: Driver) -> float:
     driver.check_host(lab.machines)
     context.state.ensure_dir()
     keys.ensure_keypair(context.key_path, f"labctl-{lab.id}")
@@ -83,7 +81,7 @@ def bring_up(lab: Lab) -> tuple[LabContext, Driver, float]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(lab.machines)) as pool:
         for future in [pool.submit(driver.create, m) for m in lab.machines]:
             future.result()
-    return context, driver, time.monotonic() - started
+    return time.monotonic() - started
 
 
 def tear_down(lab: Lab, driver: Driver) -> None:
@@ -97,15 +95,16 @@ def measure(
     count: int, args: argparse.Namespace, work: Path
 ) -> tuple[float, list[float], list[dict[str, float]]]:
     lab = write_lab(work / f"lab{count}", count, args.box, args.devices, free_subnet())
-    driver: Driver | None = None
+    context = LabContext(lab)
+    driver = driver_for(lab.machines[0].kind, context)
     try:
-        context, driver, wall = bring_up(lab)
+        wall = bring_up(lab, context, driver)
         guest = [guest_boot_seconds(driver, m) for m in lab.machines]
         phases = [context.state.machines()[m.name]["phases"] for m in lab.machines]
         return wall, guest, phases
     finally:
-        if driver is not None:
-            tear_down(lab, driver)
+        # Also after a failed create: a benchmark must not leave VMs or networks behind.
+        tear_down(lab, driver)
 
 
 def main() -> int:

@@ -6,6 +6,7 @@ key is known before the first connection and nothing is ever trusted on first us
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,18 @@ def known_hosts_line(host: str, port: int, public_text: str) -> str:
     return f"{name} {key_type} {key_data}"
 
 
+# Machines of one lab are created in parallel threads, each recording its key: the file's
+# read-modify-write must not interleave (other processes are kept out by the lab lock).
+_known_hosts_lock = threading.Lock()
+
+
 def record_host_key(known_hosts: Path, host: str, port: int, public_text: str) -> None:
     """Replace any line for host:port in known_hosts with this key (labctl owns this file)."""
-    line = known_hosts_line(host, port, public_text)
+    with _known_hosts_lock:
+        _replace_line(known_hosts, known_hosts_line(host, port, public_text))
+
+
+def _replace_line(known_hosts: Path, line: str) -> None:
     name = line.split()[0]
     kept = []
     if known_hosts.exists():
