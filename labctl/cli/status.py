@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from labctl import console
 from labctl.cli.common import add_machine_names, open_lab
+
+if TYPE_CHECKING:
+    from labctl.lab import LabRunner
+    from labctl.labfile.models import Machine
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +21,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     runner = open_lab(args)
+    rows = machine_rows(runner, runner.select(args.names))
+    if args.json:
+        print(json.dumps({"lab": runner.lab.name, "id": runner.lab.id, "machines": rows}, indent=2))
+        return 0
+    print(f"lab {runner.lab.name} ({runner.lab.file})")
+    print(table(rows))
+    return 0
+
+
+def machine_rows(runner: LabRunner, machines: Sequence[Machine]) -> list[dict[str, Any]]:
+    """One row per machine: live state from its driver, the rest from the lab's records."""
     records = runner.context.state.machines()
     rows = []
-    for machine in runner.select(args.names):
+    for machine in machines:
         state = runner.state_of(machine)
         record = records.get(machine.name, {})
         address = record.get("address") or ""
@@ -34,10 +51,9 @@ def run(args: argparse.Namespace) -> int:
                 "phases": record.get("phases", {}),
             }
         )
-    if args.json:
-        print(json.dumps({"lab": runner.lab.name, "id": runner.lab.id, "machines": rows}, indent=2))
-        return 0
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
     headers = ["name", "kind", "state", "address", "box"]
-    print(f"lab {runner.lab.name} ({runner.lab.file})")
-    print(console.table(headers, [[str(r[h]) for h in headers] for r in rows]))
-    return 0
+    return console.table(headers, [[str(r[h]) for h in headers] for r in rows])

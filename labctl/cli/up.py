@@ -23,4 +23,8 @@ def run(args: argparse.Namespace) -> int:
     machines = runner.select(args.names)
     with runner.context.state.lock():
         outcomes = runner.up(machines, provision=args.provision)
+    from labctl.cli.status import machine_rows, table
+
+    # The summary goes to stdout, after the progress lines on stderr: where each machine is now.
+    print(table(machine_rows(runner, machines)))
     return report(outcomes, "up")

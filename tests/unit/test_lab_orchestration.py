@@ -86,7 +86,15 @@ def test_one_failure_does_not_stop_the_others_and_up_again_completes(
     assert set(CREATED) == {"a", "c"}
     assert main(["up"]) == 0
     assert set(CREATED) == {"a", "b", "c"}
-    assert "a: running" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "a: running" in captured.err
+    summary = [line.split() for line in captured.out.splitlines()]
+    assert summary == [
+        ["NAME", "KIND", "STATE", "ADDRESS", "BOX"],
+        ["a", "ns", "running"],
+        ["b", "ns", "running"],
+        ["c", "ns", "running"],
+    ]
 
 
 def test_halt_then_up_starts_stopped_machines(fake_lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
