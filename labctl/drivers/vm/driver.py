@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +47,13 @@ class VmDriver(Driver):
                     "attach it to a network in the labfile (networks: [...])",
                 )
             uri = self.lab.uri_for(machine)
+            if urllib.parse.urlsplit(uri).netloc:
+                # Disks, seeds and lab bridges are made on this host; a remote libvirtd would
+                # not find them. Refuse before anything is created rather than fail half-way.
+                raise HostError(
+                    f"vm {machine.name}: remote libvirt hosts ({uri}) are not supported yet",
+                    "use a local URI such as qemu:///system, or run labctl on that host",
+                )
             connect(uri)
             accel.choose(machine.accel, uri)
 
