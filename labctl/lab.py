@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,11 +37,14 @@ class LabRunner:
         self.lab = lab
         self.context = LabContext(lab)
         self._drivers: dict[Kind, Driver] = {}
+        self._drivers_lock = threading.Lock()
 
     def driver(self, kind: Kind) -> Driver:
-        if kind not in self._drivers:
-            self._drivers[kind] = driver_for(kind, self.context)
-        return self._drivers[kind]
+        # Called from the worker threads too: one driver per kind, shared by all of them.
+        with self._drivers_lock:
+            if kind not in self._drivers:
+                self._drivers[kind] = driver_for(kind, self.context)
+            return self._drivers[kind]
 
     def select(self, names: Sequence[str]) -> list[Machine]:
         """The named machines in labfile order, or all of them; unknown names are a usage error."""
