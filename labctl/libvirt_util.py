@@ -58,9 +58,15 @@ def connect(uri: str) -> Any:
     cache: dict[str, Any] = _local.__dict__.setdefault("connections", {})
     conn = cache.get(uri)
     if conn is not None:
-        with contextlib.suppress(libvirt.libvirtError):
-            if conn.isAlive():
-                return conn
+        # isAlive() only looks at the client's side. libvirtd drops a connection whose keepalive
+        # pings went unanswered (nothing reads the socket between calls), e.g. the main thread's
+        # while workers create VMs; a cheap call tells, and a dead one is replaced.
+        try:
+            conn.getLibVersion()
+            return conn
+        except libvirt.libvirtError:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
