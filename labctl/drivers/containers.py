@@ -1,10 +1,10 @@
-"""What the lxc and ns drivers share: names, timed phases, thread-safe state records."""
+"""What the lxc and ns drivers share: names, timed phases, state records
+(LabState serializes the writes of machines created in parallel)."""
 
 from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,9 +13,6 @@ from labctl.drivers import LabContext
 from labctl.errors import DriverError
 from labctl.labfile.models import Machine
 
-# LabState.update_machine reads, merges and writes state.json; threads creating machines in
-# parallel would otherwise lose each other's records.
-_state_lock = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME = 64  # lxc-* and runc accept longer, but cgroup and socket paths get long quickly
 
@@ -32,8 +29,7 @@ def container_name(context: LabContext, machine: Machine) -> str:
 
 
 def record(context: LabContext, machine: Machine, **fields: Any) -> None:
-    with _state_lock:
-        context.state.update_machine(machine.name, kind=str(machine.kind), **fields)
+    context.state.update_machine(machine.name, kind=str(machine.kind), **fields)
 
 
 class Phases:

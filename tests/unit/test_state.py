@@ -76,3 +76,21 @@ def test_second_process_waits_then_fails_naming_the_holder(tmp_path: Path) -> No
         holder.join(10)
     with LabState(tmp_path, "x").lock(wait=0.5):
         assert (tmp_path / ".labctl" / "lock").read_text().strip() == str(os.getpid())
+
+
+def test_records_from_parallel_threads_are_all_kept(tmp_path: Path) -> None:
+    # Machines are created in parallel threads, each writing its own record through one LabState.
+    import threading
+
+    state = LabState(tmp_path, "x")
+
+    def write(name: str) -> None:
+        for step in range(20):
+            state.update_machine(name, step=step)
+
+    threads = [threading.Thread(target=write, args=(f"m{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state.machines() == {f"m{i}": {"step": 19} for i in range(8)}

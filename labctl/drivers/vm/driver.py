@@ -21,7 +21,6 @@ from labctl.libvirt_util import connect, libvirt_errors, lookup_domain, owned_by
 from labctl.run import which
 
 USER = "root"
-_state_lock = threading.Lock()  # LabState writes are read-modify-write; creates run in threads
 
 
 class VmDriver(Driver):
@@ -86,8 +85,7 @@ class VmDriver(Driver):
         return str(leases[0].ip)
 
     def _record(self, machine: Machine, **fields: Any) -> None:
-        with _state_lock:
-            self.context.state.update_machine(machine.name, **fields)
+        self.context.state.update_machine(machine.name, **fields)
 
     def _endpoint(self, machine: Machine) -> sshlib.Endpoint:
         return sshlib.Endpoint(self._ip(machine), 22, USER, self.context.key_path, self.context.known_hosts)
