@@ -24,6 +24,13 @@ from typing import IO, Any
 from labctl.errors import DriverError, LabctlError, MachineTimeout
 
 CHUNK = 32768
+# paramiko waits an hour by default for a channel on a transport whose peer went silent.
+CHANNEL_OPEN_TIMEOUT = 60.0
+
+
+class StaleSession(DriverError):
+    """A channel could not be opened on a cached session: the command never started, so a
+    caller may safely retry it on a new session."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,8 @@ class Session:
     ) -> int:
         """Run argv (shlex-joined) streaming its output to stdout/stderr; return its exit code."""
         command = shlex.join(argv)
+        chan = self._open_channel(command)
         with ssh_errors(f"cannot run {command!r}"):
-            chan = self.client.get_transport().open_session()
             if tty:
                 columns, lines = _terminal_size()
                 chan.get_pty(term=os.environ.get("TERM", "xterm"), width=columns, height=lines)
@@ -171,6 +178,14 @@ class Session:
             else:
                 chan.shutdown_write()
             return _pump(chan, stdout or sys.stdout.buffer, stderr or sys.stderr.buffer, timeout, command)
+
+    def _open_channel(self, command: str) -> Any:
+        import paramiko
+
+        try:
+            return self.client.get_transport().open_session(timeout=CHANNEL_OPEN_TIMEOUT)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise StaleSession(f"cannot run {command!r}: {_reason(exc)}") from exc
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Output:
         """Run argv and capture its output."""

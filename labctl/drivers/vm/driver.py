@@ -279,7 +279,12 @@ class VmDriver(Driver):
         input: bytes | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        output = self._session(machine).run(argv, input=input, timeout=timeout)
+        try:
+            output = self._session(machine).run(argv, input=input, timeout=timeout)
+        except sshlib.StaleSession:
+            # The command never started: retry once on a fresh connection.
+            self._drop_sessions(machine)
+            output = self._session(machine).run(argv, input=input, timeout=timeout)
         return ExecResult(output.returncode, output.stdout, output.stderr)
 
     # -- snapshots --------------------------------------------------------------------------------
