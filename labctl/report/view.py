@@ -54,8 +54,7 @@ def headline(analysis: Analysis) -> dict[str, Any]:
                 "memory": "–" if is_host else _mib(cost.get("idle_memory_bytes")),
             }
         )
-    published = literature.HEADLINE
-    rows.append(
+    rows += [
         {
             "target": published["system"],
             "level": published["level"],
@@ -64,7 +63,8 @@ def headline(analysis: Analysis) -> dict[str, Any]:
             "startup": "–",
             "memory": "–",
         }
-    )
+        for published in literature.HEADLINES
+    ]
     return {"groups": [GROUPS[g] for g in groups], "rows": rows}
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from labctl.bench.results import load
-from labctl.report import write_reports
-from labctl.report.analysis import analyse
+from labctl.bench.workloads import METRICS
+from labctl.report import literature, write_reports
+from labctl.report.analysis import GROUPS, analyse
 from labctl.report.charts import Bar, chart
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "bench"
@@ -55,6 +56,34 @@ def test_reports_name_every_target_metric_and_the_literature(results: dict[str, 
     assert "Felter" in markdown and "RC25482" in html
     assert "241.3 vs 290.8 GFLOPS" in markdown  # literature figures appear as published
     assert results["fingerprint"]["host"]["kernel"] in markdown
+
+
+def test_docker_literature_row_sits_beside_ours_labelled_as_literature(
+    results: dict[str, Any], tmp_path: Path
+) -> None:
+    write_reports(results, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    docker = "Docker (literature: Felter et al. 2015)"
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| {docker} |")]
+    assert len(rows) == 1 and "published, not measured here" in rows[0]
+    assert "0.5× latency with NAT" in rows[0] and "≈1× random IOPS (no overhead)" in rows[0]
+    assert f"<td>{docker}</td>" in html
+    assert "| KVM (literature: Felter et al. 2015) |" in markdown  # the KVM row stays
+    # per-metric literature tables: the traced Docker figures, as the paper reports them
+    assert "| Docker with NAT | TCP and UDP request-response round trip | 0.50× |" in markdown
+    assert '"Docker introduces no overhead"' in markdown
+    assert "NAT doubles the round-trip latency" in html
+
+
+def test_every_published_figure_names_one_of_our_metrics_and_groups() -> None:
+    assert {p.metric for p in literature.PUBLISHED} <= set(METRICS)
+    assert {p.system.split()[0] for p in literature.DOCKER} == {"Docker"}
+    for row in literature.HEADLINES:
+        assert "literature" in row["system"]
+        assert set(GROUPS) <= set(row)
+    for p in literature.PUBLISHED:
+        assert p.relative is None or 0 < p.relative <= 1
 
 
 def test_html_is_self_contained_and_well_formed(results: dict[str, Any], tmp_path: Path) -> None:
