@@ -37,8 +37,9 @@ _noticed: set[str] = set()
 
 def is_local(uri: str) -> bool:
     """Whether uri's hypervisor is this host (so /proc/cpuinfo and /dev/kvm tell the truth)."""
-    scheme, _, rest = uri.partition("://")
-    return "+" not in scheme and not rest.split("/", 1)[0]
+    from labctl.placement import is_remote
+
+    return not is_remote(uri)
 
 
 def kvm_available(uri: str) -> tuple[bool, str]:
@@ -56,10 +57,14 @@ def _remote_kvm(uri: str) -> tuple[bool, str]:
     conn = connect(uri)
     with libvirt_errors(f"cannot read the capabilities of {uri}"):
         caps = ET.fromstring(conn.getCapabilities())  # noqa: S314 - from libvirtd
-    for domain in caps.iterfind("guest/arch/domain"):
-        if domain.get("type") == "kvm":
-            return True, f"{uri} offers KVM"
-    return False, f"{uri} offers no KVM domain type"
+    # libvirt lists a kvm domain type whenever /dev/kvm exists, even where the CPU lacks
+    # hardware virtualization and guests die with "KVM internal error"; ask for the flag too.
+    flags = {f.get("name") for f in caps.iterfind("host/cpu/feature")}
+    if not flags & {"vmx", "svm"}:
+        return False, f"the CPU of {uri} has no vmx/svm flag (no hardware virtualization)"
+    if not any(d.get("type") == "kvm" for d in caps.iterfind("guest/arch/domain")):
+        return False, f"{uri} offers no KVM domain type"
+    return True, f"{uri} offers KVM"
 
 
 def choose(accel: Accel, uri: str) -> Choice:

@@ -69,8 +69,9 @@ class LabRunner:
 
     def up(self, machines: Sequence[Machine], provision: bool | None = None) -> list[Outcome]:
         """provision: None provisions machines never provisioned yet (new ones), True all, False none."""
-        from labctl import keys, network
+        from labctl import keys, network, placement
 
+        placement.check(self.lab)
         self._ensure_boxes(machines)
         for kind in {m.kind for m in machines}:
             self.driver(kind).check_host([m for m in machines if m.kind is kind])
@@ -188,11 +189,29 @@ class LabRunner:
         """What belongs to the lab rather than to one machine: networks, data dir, state."""
         from labctl import network
 
-        network.remove_networks(self.lab)
+        recorded = self._recorded_uris()
+        network.remove_networks(self.lab, recorded)
+        self._remove_remote_volumes(recorded)
         for box in {m.box for m in self.lab.machines if m.box}:
             self.context.store.unregister_user(box, self.lab.id)
         shutil.rmtree(self.context.data_dir, ignore_errors=True)
         shutil.rmtree(self.context.state.dir, ignore_errors=True)
+
+    def _recorded_uris(self) -> list[str]:
+        """libvirt URIs recorded for machines (also ones the labfile no longer names)."""
+        records = self.context.state.machines().values()
+        return sorted({str(r["libvirt_uri"]) for r in records if r.get("libvirt_uri")})
+
+    def _remove_remote_volumes(self, recorded: Iterable[str]) -> None:
+        """The lab's volumes in labctl's pool on remote libvirt hosts (per-machine ones are gone
+        already unless a machine vanished from labfile and state alike)."""
+        from labctl import placement
+        from labctl.drivers.vm import volumes
+        from labctl.libvirt_util import connect
+
+        for uri in placement.uris(self.lab, recorded):
+            if placement.is_remote(uri) and (pool := volumes.existing_pool(connect(uri))) is not None:
+                volumes.remove(pool, f"{self.lab.id}.")
 
     # -- shared -----------------------------------------------------------------------------------
 

@@ -74,12 +74,14 @@ def render_xml(lab: Lab, network: Network) -> str:
 # -- create, update, remove -------------------------------------------------------------------------
 
 
-def ensure_networks(lab: Lab, uri: str | None = None) -> None:
-    """Create and start every network of the lab that is missing; bring reservations up to date."""
-    conn = connect(uri or lab.libvirt_uri)
+def ensure_networks(lab: Lab) -> None:
+    """Create and start every network of the lab that is missing, each on the host of its
+    machines (see placement); bring reservations up to date."""
+    from labctl import placement
+
     with _lock:
         for network in lab.networks:
-            _ensure_one(conn, lab, network)
+            _ensure_one(connect(placement.network_uri(lab, network)), lab, network)
 
 
 def _ensure_one(conn: Any, lab: Lab, network: Network) -> None:
@@ -118,14 +120,26 @@ def _fingerprint_of(net: Any) -> str | None:
 
 def _replace(lab: Lab, network: Network, net: Any) -> None:
     """Redefine a network whose subnet, mode or bridge changed; only when nothing is attached."""
+    from labctl import placement
+
     bridge = addressing.bridge_name(lab, network)
-    attached = _bridge_ports(bridge) if net.isActive() else []
+    uri = net.connect().getURI()
+    if placement.is_remote(uri):  # its bridge is not here to look at: count the lab's VMs there
+        attached = _lab_domains(uri, lab) if net.isActive() else []
+    else:
+        attached = _bridge_ports(bridge) if net.isActive() else []
     if attached:
         raise DriverError(
             f"network {network.name} changed its subnet or mode while machines are attached ({', '.join(attached)})",
             "run `labctl destroy`, then `labctl up` to rebuild the lab with the new network",
         )
     _remove(net)
+
+
+def _lab_domains(uri: str, lab: Lab) -> list[str]:
+    from labctl.libvirt_util import lab_objects
+
+    return lab_objects(uri, lab.id).domains
 
 
 def _bridge_ports(bridge: str) -> list[str]:
@@ -141,16 +155,19 @@ def _remove(net: Any) -> None:
         net.undefine()
 
 
-def remove_networks(lab: Lab, uri: str | None = None) -> None:
-    """Stop and undefine every network labelled with this lab's id (also ones no longer declared)."""
+def remove_networks(lab: Lab, extra_uris: Iterable[str] = ()) -> None:
+    """Stop and undefine every network labelled with this lab's id (also ones no longer declared),
+    on every host the lab uses."""
+    from labctl import placement
     from labctl.libvirt_util import lab_objects
 
-    conn = connect(uri or lab.libvirt_uri)
     with _lock:
-        for name in lab_objects(uri or lab.libvirt_uri, lab.id).networks:
-            net = lookup_network(conn, name)
-            if net is not None:
-                _remove(net)
+        for uri in placement.uris(lab, extra_uris):
+            conn = connect(uri)
+            for name in lab_objects(uri, lab.id).networks:
+                net = lookup_network(conn, name)
+                if net is not None:
+                    _remove(net)
 
 
 # -- keeping reservations current -----------------------------------------------------------------
@@ -204,10 +221,17 @@ def _current_hosts(xml: str) -> list[HostEntry]:
 
 
 def check_collisions(lab: Lab) -> None:
-    """Refuse a lab subnet or bridge that collides with a host interface or route not ours."""
+    """Refuse a lab subnet or bridge that collides with a host interface or route not ours.
+
+    Only networks on this host: a remote libvirtd refuses a colliding network itself.
+    """
+    from labctl import placement
+
     addrs = json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
     routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
     for network in lab.networks:
+        if placement.is_remote(placement.network_uri(lab, network)):
+            continue
         problem = collision(lab, network, addrs, routes)
         if problem:
             raise HostError(
@@ -240,8 +264,10 @@ def collision(lab: Lab, network: Network, addrs: Iterable[Any], routes: Iterable
 
 def _owns_bridge(lab: Lab, network: Network) -> bool:
     """Whether the existing bridge belongs to this lab's libvirt network."""
+    from labctl import placement
+
     try:
-        conn = connect(lab.libvirt_uri)
+        conn = connect(placement.local_uri(lab))
     except HostError:
         return False
     net = lookup_network(conn, addressing.libvirt_network_name(lab, network))

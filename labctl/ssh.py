@@ -19,9 +19,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from labctl.errors import DriverError, LabctlError, MachineTimeout
+
+if TYPE_CHECKING:
+    from labctl.sshjump import JumpHost
 
 CHUNK = 32768
 # paramiko waits an hour by default for a channel on a transport whose peer went silent.
@@ -40,9 +43,11 @@ class Endpoint:
     user: str
     key_path: Path
     known_hosts: Path
+    jump: JumpHost | None = None  # the remote libvirt host's sshd, for VMs on that host
 
     def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
+        via = f" via {self.jump}" if self.jump else ""
+        return f"{self.user}@{self.host}:{self.port}{via}"
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,16 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    """Return once host answers on port (accepting or refusing: its address is up)."""
+def wait_for_port(host: str, port: int, timeout: float, jump: JumpHost | None = None) -> None:
+    """Return once host answers on port (accepting or refusing: its address is up).
+
+    Through a jump host only an accepted connection can be told apart.
+    """
+    if jump is not None:
+        from labctl import sshjump
+
+        sshjump.wait_for_port(jump, host, port, timeout)
+        return
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -123,6 +136,11 @@ def _connect_once(endpoint: Endpoint) -> Any:
     client.load_host_keys(str(endpoint.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
+        sock = None
+        if endpoint.jump is not None:
+            from labctl import sshjump
+
+            sock = sshjump.open_channel(endpoint.jump, endpoint.host, endpoint.port)
         client.connect(
             endpoint.host,
             port=endpoint.port,
@@ -133,6 +151,7 @@ def _connect_once(endpoint: Endpoint) -> Any:
             timeout=5.0,
             banner_timeout=30.0,
             auth_timeout=30.0,
+            sock=sock,
         )
     except BaseException:
         client.close()

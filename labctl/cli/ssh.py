@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "IdentitiesOnly=yes",
         "-o",
         f"HostKeyAlias={target.host}",
+        *target.proxy_options(),
         f"{target.user}@{target.host}",
     ]
     return stream([*argv, "--", *command] if command else argv)

@@ -21,6 +21,7 @@ from labctl.state import LabState
 
 if TYPE_CHECKING:
     from labctl.box import BoxStore
+    from labctl.sshjump import JumpHost
 
 
 class MachineState(enum.StrEnum):
@@ -46,6 +47,11 @@ class SshTarget:
     port: int
     user: str
     key: Path
+    jump: JumpHost | None = None  # reach host through this SSH server (VMs on a remote libvirt)
+
+    def proxy_options(self) -> list[str]:
+        """OpenSSH options that route the connection through the jump host, if any."""
+        return ["-o", f"ProxyCommand={self.jump.proxy_command()}"] if self.jump else []
 
 
 class LabContext:

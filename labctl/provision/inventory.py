@@ -30,10 +30,11 @@ def plugin_dir() -> Path:
     return Path(ansible_plugins.__file__).resolve().parent / "connection"
 
 
-def ssh_common_args(known_hosts: Path, alias: str) -> str:
+def ssh_common_args(known_hosts: Path, alias: str, extra: list[str] | None = None) -> str:
     """OpenSSH options (split by Ansible with shlex): the lab's known_hosts, never trust on first use."""
     return shlex.join(
         [
+            *(extra or []),
             "-o",
             f"UserKnownHostsFile={known_hosts.resolve()}",
             "-o",
@@ -64,7 +65,7 @@ def host_vars(context: LabContext, driver: Driver, machine: Machine) -> dict[str
             ansible_user=target.user,
             ansible_ssh_private_key_file=str(target.key.resolve()),
             ansible_ssh_common_args=ssh_common_args(
-                context.known_hosts, host_key_alias(target.host, target.port)
+                context.known_hosts, host_key_alias(target.host, target.port), target.proxy_options()
             ),
         )
     elif machine.kind is Kind.NS:

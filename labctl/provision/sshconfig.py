@@ -27,6 +27,12 @@ def quote(value: str) -> str:
     return f'"{value}"' if any(c.isspace() for c in value) or "#" in value else value
 
 
+def _one_line(value: str) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise LabctlError(f"cannot write {value!r} into an ssh config", "use paths without line breaks")
+    return value
+
+
 def render(context: LabContext, driver: Callable[[Kind], Driver]) -> str:
     lab = context.lab
     lines = [f"# labctl lab {lab.name} ({lab.file}); use: ssh -F THIS_FILE <machine>"]
@@ -45,5 +51,8 @@ def render(context: LabContext, driver: Callable[[Kind], Driver]) -> str:
             ("StrictHostKeyChecking", "yes"),
             ("HostKeyAlias", host_key_alias(target.host, target.port)),
         ]
+        if target.jump is not None:
+            # The rest of the line is the command, run by a shell: shlex quoting is right here.
+            options.append(("ProxyCommand", _one_line(target.jump.proxy_command())))
         lines += ["", f"Host {machine.name}", *(f"  {key} {value}" for key, value in options)]
     return "\n".join(lines) + "\n"

@@ -150,7 +150,9 @@ def open_transport(context: LabContext, driver: Driver, machine: Machine) -> Tra
         return RuntimeTransport(driver, machine)
     from labctl import ssh as sshlib
 
-    endpoint = sshlib.Endpoint(target.host, target.port, target.user, target.key, context.known_hosts)
+    endpoint = sshlib.Endpoint(
+        target.host, target.port, target.user, target.key, context.known_hosts, target.jump
+    )
     return SshTransport.connect(endpoint)
 
 

@@ -7,9 +7,7 @@ that the host keeps no trace of it.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -17,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests_support import free_subnet
 
 from labctl import cgroups
 from labctl.drivers import LabContext, MachineState
@@ -44,21 +43,6 @@ PROC_NAMES = {
     "cgroup": "cgroup",
 }
 PINGERS = ["sys", "full", "userns"]  # machines with the box (ping) on the lab network
-
-
-def free_subnet() -> str:
-    """A /24 in 10.0.0.0/8 that no route of this host overlaps."""
-    routes = subprocess.run(["ip", "-o", "route"], capture_output=True, text=True, check=True).stdout
-    used = [
-        ipaddress.ip_network(word, strict=False)
-        for line in routes.splitlines()
-        for word in line.split()[:1]
-        if "/" in word
-    ]
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
 
 
 def labctl(

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_containers import free_subnet, host_traces, labctl
+from test_containers import host_traces, labctl
+from tests_support import free_subnet
 
 from labctl.drivers import LabContext
 from labctl.drivers.lxc import LxcDriver

@@ -11,7 +11,6 @@ on; `labctl provision` again; `labctl exec` passing stdin, stdout, stderr, exit 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import random
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests_support import CliResult
+from tests_support import CliResult, free_subnet
 
 from labctl.box import Box
 
@@ -62,17 +61,6 @@ STEPS = """\
     - ansible: {playbook: play.yml, extra_vars: {greeting: hello}}
     - ansible: {playbook: users, extra_vars: {lab_users: [{name: student}]}}
 """
-
-
-def free_subnet() -> str:
-    """A /24 under 10.0.0.0/8 that no route on this host overlaps."""
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
-    prefixes = [line.split()[0] for line in routes.splitlines() if line and not line.startswith("default")]
-    taken = [ipaddress.ip_network(prefix, strict=False) for prefix in prefixes]
-    while True:
-        candidate = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(candidate.overlaps(net) for net in taken):
-            return str(candidate)
 
 
 def labfile(name: str, cidr: str) -> str:

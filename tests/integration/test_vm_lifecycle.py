@@ -8,9 +8,6 @@ no data directory. The fixture destroys it again in any case.
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
-import json
-import random
 import shutil
 import subprocess
 import textwrap
@@ -20,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests_support import free_subnet
 
 from labctl import addressing, keys, network, ssh
 from labctl.box import Box
@@ -45,24 +43,6 @@ class VmLab:
         result = self.driver.run(self.machine(name), ["sh", "-c", script], timeout=120)
         assert result.returncode == 0, result.stderr
         return result.stdout
-
-
-def free_subnet() -> str:
-    """A /24 that no host address or route touches (tests share this host with others)."""
-    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True).stdout)
-    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout)
-    taken = [
-        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
-        for link in addrs
-        for a in link.get("addr_info", [])
-    ]
-    taken += [
-        ipaddress.ip_network(r["dst"], strict=False) for r in routes if r.get("dst") not in (None, "default")
-    ]
-    while True:
-        candidate = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
-        if not any(candidate.overlaps(t) for t in taken):
-            return str(candidate)
 
 
 def write_lab(root: Path) -> Lab:

@@ -90,7 +90,7 @@ def render(profile: DeviceProfile, engine: Engine, lab: Lab | None = None) -> st
     machine = lab.machine("web")
     machine = Machine(**{**machine.__dict__, "devices": profile})
     files = MachineFiles(Path(f"/var/lib/labctl/labs/{lab.id}/vm/{machine.name}"))
-    return render_xml(lab, machine, engine, BOOT, files)
+    return render_xml(lab, machine, engine, BOOT, files.paths)
 
 
 CASES = [(p, e) for p in DeviceProfile for e in Engine]
@@ -170,7 +170,7 @@ def test_user_values_are_escaped() -> None:
     hostile = Machine(**{**lab.machine("web").__dict__, "name": "a'b<c>&\"d"})
     lab = Lab(lab.name, lab.file, lab.networks, (hostile,))
     files = MachineFiles(Path("/x/y"))
-    xml = render_xml(lab, hostile, Engine.TCG, BOOT, files)
+    xml = render_xml(lab, hostile, Engine.TCG, BOOT, files.paths)
     root = ET.fromstring(xml)  # parses: nothing broke out of its attribute or element
     label = label_of(xml)
     assert label is not None and label.machine == "a'b<c>&\"d"

@@ -14,14 +14,20 @@ def virtual_size(image: Path) -> int:
     return int(info["virtual-size"])
 
 
-def create_overlay(backing: Path, overlay: Path, size: int | None) -> None:
-    """overlay (qcow2) backed by backing, with virtual size `size` (at least the box's)."""
+def overlay_size(backing: Path, size: int | None) -> int:
+    """The overlay's virtual size: `disk:` from the labfile, at least the box's disk."""
     box_size = virtual_size(backing)
     if size is not None and size < box_size:
         raise DriverError(
             f"disk: {size // 1024**2} MiB is smaller than the box's disk ({box_size // 1024**2} MiB)",
             f"set disk: to at least {-(-box_size // 1024**3)}G in the labfile",
         )
+    return size or box_size
+
+
+def create_overlay(backing: Path, overlay: Path, size: int | None) -> None:
+    """overlay (qcow2) backed by backing, with virtual size `size` (at least the box's)."""
+    virtual = overlay_size(backing, size)
     argv: list[str | Path] = [
         "qemu-img",
         "create",
@@ -34,5 +40,5 @@ def create_overlay(backing: Path, overlay: Path, size: int | None) -> None:
         backing,
         overlay,
     ]
-    run([*argv, str(size or box_size)])
+    run([*argv, str(virtual)])
     overlay.chmod(0o600)  # libvirt hands it to the qemu user while the VM runs

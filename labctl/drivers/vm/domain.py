@@ -20,6 +20,15 @@ def domain_name(lab: Lab, machine: Machine) -> str:
 
 
 @dataclass(frozen=True)
+class GuestPaths:
+    """Where the hypervisor's host finds a VM's disk, seed and serial log (it may be remote)."""
+
+    overlay: str
+    seed: str
+    console_log: str
+
+
+@dataclass(frozen=True)
 class MachineFiles:
     """What a VM owns on disk, all in <data dir>/vm/<machine>/ (the qemu user reads them)."""
 
@@ -40,6 +49,10 @@ class MachineFiles:
     @property
     def console_log(self) -> Path:
         return inside(self.dir, "console.log")
+
+    @property
+    def paths(self) -> GuestPaths:
+        return GuestPaths(str(self.overlay), str(self.seed), str(self.console_log))
 
     def prepare(self) -> None:
         """Create the directory chain, each 0755 so the unprivileged qemu user can reach files."""
@@ -83,7 +96,7 @@ def boot_files(box: Any) -> BootFiles:
     )
 
 
-def render_xml(lab: Lab, machine: Machine, engine: Engine, boot: BootFiles, files: MachineFiles) -> str:
+def render_xml(lab: Lab, machine: Machine, engine: Engine, boot: BootFiles, paths: GuestPaths) -> str:
     """The domain XML of machine: devices from its profile, CPU and clock from the engine."""
     return templating.render(
         "libvirt/domain.xml.j2",
@@ -98,9 +111,9 @@ def render_xml(lab: Lab, machine: Machine, engine: Engine, boot: BootFiles, file
         kernel=str(boot.kernel),
         initrd=str(boot.initrd),
         cmdline=boot.cmdline,
-        overlay=str(files.overlay),
-        seed=str(files.seed),
-        console_log=str(files.console_log),
+        overlay=paths.overlay,
+        seed=paths.seed,
+        console_log=paths.console_log,
         interfaces=[
             {"mac": lease.mac, "network": addressing.libvirt_network_name(lab, lab.network(lease.network))}
             for lease in addressing.leases_of(lab, machine)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,12 +12,13 @@ from labctl import accel, addressing, console, keys, seed
 from labctl import ssh as sshlib
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
 from labctl.drivers.vm import disk, ready
-from labctl.drivers.vm.domain import MachineFiles, boot_files, domain_name, render_xml
+from labctl.drivers.vm.domain import BootFiles, GuestPaths, MachineFiles, boot_files, domain_name, render_xml
 from labctl.drivers.vm.terminal import raw_terminal
 from labctl.errors import DriverError, HostError
 from labctl.labfile.models import Kind, Machine
 from labctl.libvirt_util import connect, libvirt_errors, lookup_domain, owned_by
 from labctl.run import which
+from labctl.sshjump import JumpHost
 
 USER = "root"
 
@@ -46,13 +46,7 @@ class VmDriver(Driver):
                     "attach it to a network in the labfile (networks: [...])",
                 )
             uri = self.lab.uri_for(machine)
-            if urllib.parse.urlsplit(uri).netloc:
-                # Disks, seeds and lab bridges are made on this host; a remote libvirtd would
-                # not find them. Refuse before anything is created rather than fail half-way.
-                raise HostError(
-                    f"vm {machine.name}: remote libvirt hosts ({uri}) are not supported yet",
-                    "use a local URI such as qemu:///system, or run labctl on that host",
-                )
+            JumpHost.from_uri(uri)  # a remote host must be reachable over SSH: refuse tcp/tls early
             connect(uri)
             accel.choose(machine.accel, uri)
 
@@ -78,6 +72,20 @@ class VmDriver(Driver):
     def _files(self, machine: Machine) -> MachineFiles:
         return MachineFiles.of(self.context.data_dir, machine)
 
+    def _jump(self, machine: Machine) -> JumpHost | None:
+        """The SSH server in front of the machine's libvirt host; None when that is this host."""
+        return JumpHost.from_uri(self.lab.uri_for(machine))
+
+    def _console_log(self, machine: Machine) -> str:
+        """Where the serial log is, said so that the user can find it (host:path when remote)."""
+        jump = self._jump(machine)
+        if jump is None:
+            return str(self._files(machine).console_log)
+        from labctl.drivers.vm import volumes
+
+        name = volumes.MachineVolumes(self.lab.id, machine.name).console_log
+        return f"{jump.alias}:{volumes.POOL_PATH}/{name}"
+
     def _ip(self, machine: Machine) -> str:
         leases = addressing.leases_of(self.lab, machine)
         if not leases:
@@ -88,20 +96,18 @@ class VmDriver(Driver):
         self.context.state.update_machine(machine.name, **fields)
 
     def _endpoint(self, machine: Machine) -> sshlib.Endpoint:
-        return sshlib.Endpoint(self._ip(machine), 22, USER, self.context.key_path, self.context.known_hosts)
+        return sshlib.Endpoint(
+            self._ip(machine), 22, USER, self.context.key_path, self.context.known_hosts, self._jump(machine)
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def create(self, machine: Machine) -> None:
-        from labctl import network
-
         uri = self.lab.uri_for(machine)
         choice = accel.choose(machine.accel, uri)
         accel.notice_once(choice, uri)
-        if uri != self.lab.libvirt_uri:
-            network.ensure_networks(self.lab, uri)
         files = self._files(machine)
-        phases = ready.Phases(machine.name, files.console_log)
+        phases = ready.Phases(machine.name, self._console_log(machine))
         if self._domain(machine) is not None:
             raise DriverError(f"vm {machine.name} already exists", "use `labctl up` to start it")
         try:
@@ -116,7 +122,7 @@ class VmDriver(Driver):
                 domain=dom.name(),
                 libvirt_uri=uri,
                 address=self._ip(machine),
-                console_log=str(files.console_log),
+                console_log=self._console_log(machine),
             )
             self._wait_ready(machine, dom, phases)
         except BaseException:
@@ -136,13 +142,31 @@ class VmDriver(Driver):
     def _define(self, machine: Machine, engine: accel.Engine, files: MachineFiles) -> Any:
         if machine.box is None:
             raise DriverError(f"vm {machine.name} has no box", "set box: in the labfile")
-        boot = boot_files(self.context.store.get(machine.box))
+        box = self.context.store.get(machine.box)
+        boot = boot_files(box)
         files.prepare()
-        disk.create_overlay(boot.disk, files.overlay, machine.disk)
         seed.build(seed.render(self.lab, machine, self._seed_keys(machine)), files.seed)
-        xml = render_xml(self.lab, machine, engine, boot, files)
+        if self._jump(machine) is None:
+            disk.create_overlay(boot.disk, files.overlay, machine.disk)
+            paths = files.paths
+        else:
+            boot, paths = self._place_remotely(machine, box, boot, files)
+        xml = render_xml(self.lab, machine, engine, boot, paths)
         with libvirt_errors(f"cannot define vm {machine.name}"):
             return self._conn(machine).defineXML(xml)
+
+    def _place_remotely(
+        self, machine: Machine, box: Any, boot: BootFiles, files: MachineFiles
+    ) -> tuple[BootFiles, GuestPaths]:
+        """The box (uploaded once), overlay and seed as volumes on the machine's libvirt host."""
+        from labctl.drivers.vm import volumes
+
+        conn = self._conn(machine)
+        pool = volumes.ensure_pool(conn)
+        remote_boot = volumes.box_files(conn, pool, box, boot)
+        size = disk.overlay_size(boot.disk, machine.disk)
+        names = volumes.MachineVolumes(self.lab.id, machine.name)
+        return remote_boot, volumes.machine_paths(conn, pool, names, str(remote_boot.disk), size, files.seed)
 
     def _seed_keys(self, machine: Machine) -> seed.SeedKeys:
         client = keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
@@ -154,7 +178,7 @@ class VmDriver(Driver):
     def _wait_ready(self, machine: Machine, dom: Any, phases: ready.Phases) -> None:
         endpoint = self._endpoint(machine)
         with phases.timed("address"):
-            ready.wait_address(endpoint.host, lambda: bool(dom.isActive()), phases.console_log)
+            ready.wait_address(endpoint, lambda: bool(dom.isActive()), phases.console_log)
         with phases.timed("ssh"):
             session = sshlib.connect(endpoint, timeout=ready.TIMEOUTS["ssh"])
         with session, phases.timed("first_boot"):
@@ -162,8 +186,7 @@ class VmDriver(Driver):
 
     def start(self, machine: Machine) -> None:
         dom = self._require(machine)
-        files = self._files(machine)
-        phases = ready.Phases(machine.name, files.console_log)
+        phases = ready.Phases(machine.name, self._console_log(machine))
         with phases.timed("boot"), libvirt_errors(f"cannot start vm {machine.name}"):
             if not dom.isActive():
                 dom.create()
@@ -206,6 +229,12 @@ class VmDriver(Driver):
                 if dom.isActive():
                     dom.destroy()
                 dom.undefineFlags(flags)
+        if self._jump(machine) is not None:
+            from labctl.drivers.vm import volumes
+
+            pool = volumes.existing_pool(self._conn(machine))
+            if pool is not None:
+                volumes.remove(pool, volumes.MachineVolumes(self.lab.id, machine.name).prefix)
         shutil.rmtree(self._files(machine).dir, ignore_errors=True)
 
     # -- inspection -------------------------------------------------------------------------------
@@ -234,7 +263,7 @@ class VmDriver(Driver):
         return self._ip(machine)
 
     def ssh_target(self, machine: Machine) -> SshTarget | None:
-        return SshTarget(host=self._ip(machine), port=22, user=USER, key=self.context.key_path)
+        return SshTarget(self._ip(machine), 22, USER, self.context.key_path, self._jump(machine))
 
     def console_argv(self, machine: Machine) -> list[str]:
         """`labctl console`: the serial console through virsh (leave with Ctrl+])."""

@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from labctl import ssh
 from labctl.errors import DriverError, MachineTimeout
@@ -29,7 +28,7 @@ class Phases:
     """Durations in seconds, in the order the phases ran."""
 
     machine: str
-    console_log: Path
+    console_log: str  # a path, or host:path on a remote libvirt host
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -45,12 +44,13 @@ class Phases:
         self.seconds[phase] = round(time.monotonic() - started, 3)
 
 
-def wait_address(host: str, alive: Callable[[], bool], console_log: Path) -> None:
+def wait_address(endpoint: ssh.Endpoint, alive: Callable[[], bool], console_log: str) -> None:
     """Until the guest answers on port 22 (accepting or refusing), failing early if it stops."""
+    host = endpoint.host
     deadline = time.monotonic() + TIMEOUTS["address"]
     while True:
         try:
-            ssh.wait_for_port(host, 22, timeout=POLL)
+            ssh.wait_for_port(host, endpoint.port, timeout=POLL, jump=endpoint.jump)
             return
         except MachineTimeout:
             if not alive():
