@@ -12,15 +12,14 @@ Prints times and ratios; asserts nothing. Every lab is destroyed afterwards.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from labctl import addressing, host
 from labctl.drivers import LabContext
 from labctl.drivers.lxc import LxcDriver
 from labctl.drivers.ns import NsDriver
@@ -28,16 +27,7 @@ from labctl.labfile import load_lab
 
 
 def subnet() -> str:
-    routes = subprocess.run(["ip", "-o", "route"], capture_output=True, text=True, check=True).stdout
-    used = [
-        ipaddress.ip_network(line.split()[0], strict=False)
-        for line in routes.splitlines()
-        if "/" in line.split()[0]
-    ]
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randrange(0, 256, 2)}.0/23")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
+    return addressing.free_subnet([dst for dst, _ in host.host_routes()], "10.100.0.0/14", prefix=23)
 
 
 def labctl(labdir: Path, *args: str, check: bool = True) -> float:

@@ -1,8 +1,13 @@
 """labctl's overhead when it brings up VMs, beyond the guest's own boot.
 
-For one VM: the wall time of VmDriver.create (define, QEMU start, address, SSH, first boot) minus
-the guest's boot time as `systemd-analyze` measures it inside the guest. Target: at most 1 s per VM.
-Then 2 VMs created in parallel against 1 (ideal ratio 1.0; on 2 shared cores and TCG expect more).
+`labctl up` is run as a user runs it (a fresh process, box already in the store). For one VM:
+- up to SSH: the wall time of `labctl up` until SSH answers with the lab key (the wall time minus
+  the first_boot phase, which waits for cloud-init's last stage), minus the guest's boot time as
+  `systemd-analyze` reports it inside the guest. This is the issue's measure; target <= 1 s.
+- up to ready: the same with cloud-init's final stage included (what `up` waits for).
+- labctl's own work: CLI start, host checks, networks, define and QEMU start, i.e. everything but
+  the guest's boot and the waits for it.
+Then `labctl up` of 2 VMs against 1 (ideal ratio 1.0; on 2 shared cores and TCG expect more).
 Prints numbers and ratios, asserts nothing. Needs root, libvirtd and the debian-12 box.
 
     .venv/bin/python benchmarks/vm_up.py [--box debian-12] [--devices paravirtual]
@@ -11,42 +16,25 @@ Prints numbers and ratios, asserts nothing. Needs root, libvirtd and the debian-
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import ipaddress
 import json
-import random
 import re
-import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from labctl import keys, network
-from labctl.drivers import Driver, LabContext, driver_for
+from labctl import addressing, host
 from labctl.labfile import load_lab
-from labctl.labfile.models import Lab, Machine
+from labctl.labfile.models import Lab
 
 TARGET_S = 1.0
 
 
 def free_subnet() -> str:
-    """A /24 that no host address or route touches."""
-    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True).stdout)
-    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout)
-    taken = [
-        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
-        for link in addrs
-        for a in link.get("addr_info", [])
-    ]
-    taken += [
-        ipaddress.ip_network(r["dst"], strict=False) for r in routes if r.get("dst") not in (None, "default")
-    ]
-    while True:
-        candidate = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
-        if not any(candidate.overlaps(t) for t in taken):
-            return str(candidate)
+    return addressing.free_subnet([dst for dst, _ in host.host_routes()], "10.150.0.0/15")
 
 
 def write_lab(root: Path, count: int, box: str, devices: str, cidr: str) -> Lab:
@@ -60,10 +48,19 @@ def write_lab(root: Path, count: int, box: str, devices: str, cidr: str) -> Lab:
     return load_lab(str(root / "labfile.yml"))
 
 
-def guest_boot_seconds(driver: Driver, machine: Machine) -> float:
+def labctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "labctl", "-f", str(root / "labfile.yml"), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SystemExit(f"labctl {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def guest_boot_seconds(root: Path, machine: str) -> float:
     """Kernel + initrd + userspace from systemd-analyze (retried while boot is still finishing)."""
+    out = ""
     for _ in range(30):
-        out = driver.run(machine, ["systemd-analyze", "time"]).stdout
+        out = labctl(root, "exec", machine, "--", "systemd-analyze", "time").stdout
         found = re.search(r"=\s*(?:(\d+)min\s*)?([\d.]+)s", out)
         if found:
             return int(found.group(1) or 0) * 60 + float(found.group(2))
@@ -71,40 +68,28 @@ def guest_boot_seconds(driver: Driver, machine: Machine) -> float:
     raise SystemExit(f"systemd-analyze never reported a finished boot: {out!r}")
 
 
-def bring_up(lab: Lab, context: LabContext, driver: Driver) -> float:
-    driver.check_host(lab.machines)
-    context.state.ensure_dir()
-    keys.ensure_keypair(context.key_path, f"labctl-{lab.id}")
-    network.check_collisions(lab)
-    network.ensure_networks(lab)
-    started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(lab.machines)) as pool:
-        for future in [pool.submit(driver.create, m) for m in lab.machines]:
-            future.result()
-    return time.monotonic() - started
+@dataclass
+class Run:
+    wall: float
+    guest_boot: list[float]
+    phases: list[dict[str, float]]
 
 
-def tear_down(lab: Lab, driver: Driver) -> None:
-    for machine in lab.machines:
-        driver.destroy(machine)
-    network.remove_networks(lab)
-    shutil.rmtree(driver.context.data_dir, ignore_errors=True)
-
-
-def measure(
-    count: int, args: argparse.Namespace, work: Path
-) -> tuple[float, list[float], list[dict[str, float]]]:
-    lab = write_lab(work / f"lab{count}", count, args.box, args.devices, free_subnet())
-    context = LabContext(lab)
-    driver = driver_for(lab.machines[0].kind, context)
+def measure(count: int, args: argparse.Namespace, work: Path) -> Run:
+    root = work / f"lab{count}"
+    lab = write_lab(root, count, args.box, args.devices, free_subnet())
     try:
-        wall = bring_up(lab, context, driver)
-        guest = [guest_boot_seconds(driver, m) for m in lab.machines]
-        phases = [context.state.machines()[m.name]["phases"] for m in lab.machines]
-        return wall, guest, phases
+        started = time.monotonic()
+        labctl(root, "up", "--no-provision")
+        wall = time.monotonic() - started
+        guest = [guest_boot_seconds(root, m.name) for m in lab.machines]
+        records = json.loads((root / ".labctl" / "state.json").read_text())["machines"]
+        return Run(wall, guest, [records[m.name]["phases"] for m in lab.machines])
     finally:
-        # Also after a failed create: a benchmark must not leave VMs or networks behind.
-        tear_down(lab, driver)
+        # Also after a failed up: a benchmark must not leave VMs or networks behind.
+        subprocess.run(
+            [sys.executable, "-m", "labctl", "-f", str(root / "labfile.yml"), "destroy"], check=False
+        )
 
 
 def main() -> int:
@@ -115,25 +100,28 @@ def main() -> int:
     parser.add_argument("--devices", default="paravirtual", choices=["paravirtual", "emulated"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vm-up-") as temp:
-        one_wall, one_guest, one_phases = measure(1, args, Path(temp))
-        report_one(one_wall, one_guest[0], one_phases[0])
-        two_wall, _two_guest, _ = measure(2, args, Path(temp))
-    print(f"2 VMs in parallel: {two_wall:.1f} s; against 1 VM: ratio {two_wall / one_wall:.2f} (ideal 1.00)")
+        one = measure(1, args, Path(temp))
+        report_one(one)
+        two = measure(2, args, Path(temp))
+    print(f"2 VMs in parallel: {two.wall:.1f} s; against 1 VM: ratio {two.wall / one.wall:.2f} (ideal 1.00)")
     return 0
 
 
-def report_one(wall: float, guest: float, phases: dict[str, float]) -> None:
-    overhead = wall - guest
-    own = phases["define"] + phases["boot"]
-    print(f"1 VM: create {wall:.1f} s, guest boot (systemd-analyze) {guest:.1f} s")
+def report_one(run: Run) -> None:
+    phases, guest = run.phases[0], run.guest_boot[0]
+    to_ssh = run.wall - phases["first_boot"]
+    waits = phases["address"] + phases["ssh"] + phases["first_boot"]
+    print(f"1 VM: labctl up {run.wall:.1f} s, guest boot (systemd-analyze) {guest:.1f} s")
     print(f"  phases: {', '.join(f'{k} {v:.1f} s' for k, v in phases.items())}")
-    print(
-        f"  overhead beyond the guest's boot: {overhead:.2f} s (target {TARGET_S:.1f} s, ratio {overhead / TARGET_S:.2f})"
-    )
-    print(
-        f"  labctl's own work before the guest runs (define + QEMU start): {own:.2f} s (ratio {own / TARGET_S:.2f})",
-        flush=True,
-    )
+    for label, seconds in (
+        ("up to SSH, beyond the guest's boot", to_ssh - guest),
+        ("up to ready (cloud-init done), beyond the guest's boot", run.wall - guest),
+        ("labctl's own work (all but the waits for the guest)", run.wall - waits),
+    ):
+        print(
+            f"  {label}: {seconds:.2f} s (target {TARGET_S:.1f} s, ratio {seconds / TARGET_S:.2f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

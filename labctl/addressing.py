@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from labctl.errors import LabctlError
+from labctl.errors import HostError, LabctlError
 from labctl.labfile.models import Lab, Machine, Network
 
 FIRST_DYNAMIC = 10
@@ -82,3 +83,20 @@ def bridge_name(lab: Lab, network: Network) -> str:
 
 def libvirt_network_name(lab: Lab, network: Network) -> str:
     return f"labctl-{lab.id}-{network.name}"
+
+
+def free_subnet(
+    routes: Sequence[str], pool: str = "10.213.128.0/17", prefix: int = 24, rng: random.Random | None = None
+) -> str:
+    """A random subnet of pool that overlaps none of routes (the host's: ip -4 route, all tables).
+
+    Throw-away labs (bench --compare, tests, benchmarks) take one, so no lab bridge and no uplink
+    of the host is ever shadowed.
+    """
+    taken = [ipaddress.IPv4Network(r, strict=False) for r in routes]
+    candidates = list(ipaddress.IPv4Network(pool).subnets(new_prefix=prefix))
+    (rng or random.Random()).shuffle(candidates)  # noqa: S311 - spreading labs, not secrecy
+    for subnet in candidates:
+        if not any(subnet.overlaps(t) for t in taken):
+            return str(subnet)
+    raise HostError(f"no free /{prefix} in {pool} for a lab", "remove stale labs: labctl destroy")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import random
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,19 +35,8 @@ def run_labctl(
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def free_subnet() -> str:
-    """A /24 in 10.0.0.0/8 that no address or route of this host overlaps (tests share the host)."""
-    addrs = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True).stdout)
-    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout)
-    taken = [
-        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
-        for link in addrs
-        for a in link.get("addr_info", [])
-    ]
-    taken += [
-        ipaddress.ip_network(r["dst"], strict=False) for r in routes if r.get("dst") not in (None, "default")
-    ]
-    while True:
-        candidate = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(candidate.overlaps(t) for t in taken):
-            return str(candidate)
+def free_subnet(prefix: int = 24) -> str:
+    """A subnet in 10.100.0.0/14 that no address or route of this host overlaps (tests share the host)."""
+    from labctl import addressing, host
+
+    return addressing.free_subnet([dst for dst, _ in host.host_routes()], "10.100.0.0/14", prefix)

@@ -10,7 +10,6 @@ recorded start-up phases are not inflated by its siblings booting on the same co
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import random
 import shutil
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labctl import console, host
-from labctl.errors import DriverError, HostError, UsageError
+from labctl.errors import DriverError, UsageError
 from labctl.paths import labctl_home
 
 if TYPE_CHECKING:
@@ -68,15 +67,9 @@ def labfile(box: str, kinds: Sequence[str], cidr: str, cpus: int, memory: str) -
 
 def free_subnet(routes: Sequence[str], rng: random.Random | None = None) -> str:
     """A /24 in 10.213.128.0/17 that overlaps no host route (so no lab bridge and no uplink)."""
-    taken = [ipaddress.IPv4Network(r, strict=False) for r in routes]
-    candidates = list(ipaddress.IPv4Network("10.213.128.0/17").subnets(new_prefix=24))
-    (rng or random.Random()).shuffle(candidates)  # noqa: S311 - spreading labs, not secrecy
-    for subnet in candidates:
-        if not any(subnet.overlaps(t) for t in taken):
-            return str(subnet)
-    raise HostError(
-        "no free /24 in 10.213.128.0/17 for the comparison lab", "remove stale labs: labctl destroy"
-    )
+    from labctl import addressing
+
+    return addressing.free_subnet(routes, rng=rng)
 
 
 @contextlib.contextmanager
