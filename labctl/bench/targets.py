@@ -141,8 +141,9 @@ class MachineTarget(Target):
 
     def _memory(self, record: dict[str, Any]) -> dict[str, Any]:
         if self.machine.kind is Kind.VM:
-            pid = _read_pid(Path("/run/libvirt/qemu") / f"{record.get('domain', '')}.pid")
-            rss = _rss(pid) if pid else None
+            # Through libvirt, which reads it on the VM's host: right for remote hosts too.
+            qemu_rss = getattr(self.driver, "qemu_rss", None)
+            rss = qemu_rss(self.machine) if callable(qemu_rss) else None
             return {"idle_memory_bytes": rss, "memory_source": "RSS of the qemu process"}
         usage = cgroup_memory(self._init_pid(record))
         return {"idle_memory_bytes": usage, "memory_source": "cgroup memory usage (includes page cache)"}
@@ -157,24 +158,6 @@ class MachineTarget(Target):
             out = run(lxc_argv("lxc-info", self.machine, "-p", "-H"), check=False, timeout=30).stdout
             return int(out.strip()) if out.strip().isdigit() else None
         return None
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def cgroup_memory(pid: int | None, root: Path = Path("/sys/fs/cgroup")) -> int | None:

@@ -257,6 +257,15 @@ class VmDriver(Driver):
             libvirt.VIR_DOMAIN_CRASHED: MachineState.STOPPED,
         }.get(code, MachineState.UNKNOWN)
 
+    def qemu_rss(self, machine: Machine) -> int | None:
+        """Resident memory of the machine's QEMU process in bytes (libvirt reads it on its host)."""
+        dom = self._domain(machine)
+        if dom is None or not dom.isActive():
+            return None
+        with libvirt_errors(f"cannot read the memory use of vm {machine.name}"):
+            stats = dom.memoryStats()
+        return int(stats["rss"]) * 1024 if "rss" in stats else None
+
     def address(self, machine: Machine) -> str | None:
         if not machine.networks or self._domain(machine) is None:
             return None
