@@ -29,6 +29,7 @@ machines:
     kind: vm                # a KVM/QEMU virtual machine (TCG emulation without KVM)
     devices: paravirtual    # paravirtual (virtio) | emulated (e1000 NIC, SATA disk)
     disk: 8G
+    # libvirt_uri: qemu+ssh://root@lab-host/system   # run it on another host (not with containers on its network)
     networks: [lan]
     provision:
       - shell: echo "hello from $(hostname)" > /etc/motd
