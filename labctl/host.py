@@ -72,6 +72,8 @@ def check_libvirt(uri: str) -> Check:
         import libvirt
     except ImportError:
         return Check("libvirt", Status.FAIL, "libvirt-python is not installed", "run scripts/setup-host")
+    from labctl.libvirt_util import connect_hint
+
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
@@ -79,7 +81,7 @@ def check_libvirt(uri: str) -> Check:
             "libvirt",
             Status.FAIL,
             f"cannot connect to {uri}: {exc.get_error_message()}",
-            "start libvirtd (scripts/setup-host does it)",
+            connect_hint(uri),
         )
     try:
         version = conn.getLibVersion()

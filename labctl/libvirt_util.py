@@ -71,11 +71,19 @@ def connect(uri: str) -> Any:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise HostError(
-            f"cannot connect to libvirt at {uri}: {exc.get_error_message()}",
-            "start libvirtd (scripts/setup-host does it), or check libvirt_uri in the labfile",
+            f"cannot connect to libvirt at {uri}: {exc.get_error_message()}", connect_hint(uri)
         ) from exc
     cache[uri] = conn
     return conn
+
+
+def connect_hint(uri: str) -> str:
+    """What to do when uri does not answer: start libvirtd here, or fix the way to the remote host."""
+    from labctl.placement import is_remote
+
+    if is_remote(uri):
+        return f"check that `virsh -c '{uri}' version` works: key login over SSH, the host key in ~/.ssh/known_hosts, libvirtd running there"
+    return "start libvirtd (scripts/setup-host does it), or check libvirt_uri in the labfile"
 
 
 @contextlib.contextmanager

@@ -119,6 +119,11 @@ def wait_for_port(jump: JumpHost, host: str, port: int, timeout: float) -> None:
             time.sleep(0.5)
 
 
+def login(jump: JumpHost) -> None:
+    """Log in to the jump host now (HostError if labctl cannot), as `up` will have to."""
+    _transport(jump)
+
+
 def _transport(jump: JumpHost) -> Any:
     """One authenticated connection per jump host, shared by every thread, renewed when dead."""
     with _lock:

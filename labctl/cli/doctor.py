@@ -58,7 +58,40 @@ def _runtime_check() -> Check:
 
 
 def lab_checks(lab: Lab) -> list[Check]:
-    return [_memory_check(lab), _disk_check(lab), _subnet_check(lab), _box_check(lab)]
+    checks = [_memory_check(lab), _disk_check(lab), _subnet_check(lab), _box_check(lab)]
+    return checks + _remote_checks(lab)
+
+
+def _remote_checks(lab: Lab) -> list[Check]:
+    """For each remote libvirt host of the lab: libvirt, its accelerator, and the SSH way in."""
+    from labctl import accel, host, placement
+
+    checks: list[Check] = []
+    for uri in placement.uris(lab):
+        if not placement.is_remote(uri):
+            continue
+        libvirt = host.check_libvirt(uri)
+        checks.append(libvirt)
+        if libvirt.status is Status.FAIL:
+            continue
+        usable, why = accel.kvm_available(uri)
+        checks.append(Check("kvm (remote)", Status.OK if usable else Status.WARN, why))
+        checks.append(_jump_check(uri))
+    return checks
+
+
+def _jump_check(uri: str) -> Check:
+    """Whether labctl can reach the guests through the host's sshd (as `up` will)."""
+    from labctl import sshjump
+    from labctl.errors import LabctlError
+
+    try:
+        jump = sshjump.JumpHost.from_uri(uri)
+        if jump is not None:
+            sshjump.login(jump)
+    except LabctlError as exc:
+        return Check("ssh to guests", Status.FAIL, exc.message, exc.hint)
+    return Check("ssh to guests", Status.OK, f"through {jump}")
 
 
 def _lab_if_any(args: argparse.Namespace) -> Lab | None:

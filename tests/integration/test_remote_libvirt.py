@@ -9,6 +9,7 @@ kernel are volumes of labctl's pool, as they must be on a real remote host.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from tests_support import CliResult, free_subnet, run_labctl
 
+from labctl import host
 from labctl.box import Box
 from labctl.drivers.vm import volumes
 
@@ -114,6 +116,14 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
           far: {{kind: vm, box: {debian_box.name}, memory: 768M, networks: [lan]}}
         """)
     )
+    doctor = run_labctl("-f", str(tmp_path / "labfile.yml"), "--json", "doctor", cwd=tmp_path)
+    checks = json.loads(doctor.stdout)
+    [remote_libvirt] = [c for c in checks if c["name"] == "libvirt" and remote_uri in c["detail"]]
+    assert remote_libvirt["status"] == "ok", remote_libvirt
+    by_name = {c["name"]: c for c in checks}
+    assert by_name["ssh to guests"]["status"] == "ok", by_name["ssh to guests"]
+    # The "remote" host is this one: its verdict on KVM must match this host's own.
+    assert (by_name["kvm (remote)"]["status"] == "ok") == host.kvm_usable()[0], by_name["kvm (remote)"]
     try:
         up = labctl(tmp_path, "up")
         assert "far: created" in up.stderr + up.stdout
