@@ -24,6 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--force", action="store_true", help="remove it even while labs use it")
 
+    prune = subs.add_parser(
+        "prune", help="remove uploaded boxes that no VM uses from labctl's pool on a remote libvirt host"
+    )
+    prune.add_argument(
+        "--libvirt-uri", metavar="URI", required=True, help="e.g. qemu+ssh://root@lab-host/system"
+    )
+
     export = subs.add_parser("export", help="write a box to one archive file")
     export.add_argument("name", metavar="NAME")
     export.add_argument("file", metavar="FILE")
@@ -38,9 +45,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     command = getattr(args, "box_command", None)
     if command is None:
-        print("usage: labctl box {build,list,remove,export,add} ...  (labctl box --help)", file=sys.stderr)
+        print(
+            "usage: labctl box {build,list,remove,prune,export,add} ...  (labctl box --help)", file=sys.stderr
+        )
         return EXIT_USAGE
-    handler = {"build": _build, "list": _list, "remove": _remove, "export": _export, "add": _add}[command]
+    handlers = {
+        "build": _build,
+        "list": _list,
+        "remove": _remove,
+        "prune": _prune,
+        "export": _export,
+        "add": _add,
+    }
+    handler = handlers[command]
     return handler(args)
 
 
@@ -89,6 +106,22 @@ def _remove(args: argparse.Namespace) -> int:
 
     BoxStore().remove(args.name, force=args.force)
     console.info(f"removed box {args.name}")
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from labctl import console
+    from labctl.drivers.vm import volumes
+    from labctl.libvirt_util import connect
+
+    pool = volumes.existing_pool(connect(args.libvirt_uri))
+    removed, kept = volumes.prune_boxes(pool) if pool is not None else ([], [])
+    for stem in removed:
+        console.info(f"removed {stem}")
+    for stem in kept:
+        console.info(f"kept {stem}: VMs there are backed by it")
+    if not removed and not kept:
+        console.info(f"no uploaded boxes at {args.libvirt_uri}")
     return EXIT_OK
 
 

@@ -150,3 +150,7 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
     assert not [n for n in virsh("net-list", "--all", "--name").split() if n.startswith(f"labctl-{name}-")]
     assert not [v for v in virsh("vol-list", volumes.POOL_NAME).split() if v.startswith(f"{name}-")]
     assert not (tmp_path / ".labctl").exists()
+    # The uploaded box stays as a cache until pruned; with no VM backed by it, prune removes it.
+    prune = labctl(tmp_path, "box", "prune", "--libvirt-uri", remote_uri)
+    assert f"removed box.{debian_box.name}." in prune.stderr + prune.stdout
+    assert not [v for v in virsh("vol-list", volumes.POOL_NAME).split() if v.startswith("box.")]

@@ -248,3 +248,22 @@ def test_a_box_is_uploaded_once_and_an_unfinished_upload_is_redone(
     pool.storageVolLookupByName("box.x.1.disk.qcow2.ok").delete(0)  # as if the upload was cut short
     volumes._uploaded(conn, pool, "box.x.1.disk.qcow2", source, "qcow2")
     assert uploads == ["box.x.1.disk.qcow2", "box.x.1.disk.qcow2"]
+
+
+def test_prune_keeps_the_box_versions_vms_are_backed_by(test_pool: Any) -> None:
+    _conn, pool = test_pool
+    for stem in ("box.debian-12.aaaa", "box.debian-12.bbbb"):
+        for suffix in ("disk.qcow2", "disk.qcow2.ok", "vmlinuz", "vmlinuz.ok"):
+            _volume(pool, f"{stem}.{suffix}")
+    used = pool.storageVolLookupByName("box.debian-12.bbbb.disk.qcow2").path()
+    pool.createXML(volumes._volume_xml("lab-1a2b3c.web.disk.qcow2", 1 << 30, "qcow2", backing=used), 0)
+    removed, kept = volumes.prune_boxes(pool)
+    assert (removed, kept) == (["box.debian-12.aaaa"], ["box.debian-12.bbbb"])
+    left = sorted(v.name() for v in pool.listAllVolumes(0))
+    assert left == [
+        "box.debian-12.bbbb.disk.qcow2",
+        "box.debian-12.bbbb.disk.qcow2.ok",
+        "box.debian-12.bbbb.vmlinuz",
+        "box.debian-12.bbbb.vmlinuz.ok",
+        "lab-1a2b3c.web.disk.qcow2",
+    ]

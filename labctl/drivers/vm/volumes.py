@@ -173,3 +173,38 @@ def _volume_xml(name: str, capacity: int, fmt: str, backing: str | None = None) 
     return templating.render(
         "libvirt/volume.xml.j2", name=name, capacity=capacity, format=fmt, backing=backing
     )
+
+
+# -- box volumes no VM needs any more -------------------------------------------------------------
+
+
+def prune_boxes(pool: Any) -> tuple[list[str], list[str]]:
+    """Delete every uploaded box version that no volume of the pool is backed by.
+
+    Returns (removed, kept) box stems (`box.<name>.<checksum>`). Every labctl VM on the host has
+    an overlay in this pool backed by its box's disk, so a version nothing is backed by serves no
+    VM. The `.ok` markers go first: a prune cut short leaves an unfinished upload, never a
+    finished-looking partial one.
+    """
+    with libvirt_errors(f"cannot prune the box volumes of pool {POOL_NAME}"):
+        pool.refresh(0)
+        volumes = pool.listAllVolumes(0)
+        used = {_backing_path(v) for v in volumes} - {None}
+        stems: dict[str, list[Any]] = {}
+        for volume in volumes:
+            parts = volume.name().split(".")
+            if parts[0] == "box" and len(parts) >= 4:
+                stems.setdefault(".".join(parts[:3]), []).append(volume)
+        removed, kept = [], []
+        for stem, members in sorted(stems.items()):
+            if any(v.path() in used for v in members):
+                kept.append(stem)
+                continue
+            for volume in sorted(members, key=lambda v: not v.name().endswith(".ok")):
+                volume.delete(0)
+            removed.append(stem)
+    return removed, kept
+
+
+def _backing_path(volume: Any) -> str | None:
+    return ET.fromstring(volume.XMLDesc(0)).findtext("backingStore/path")  # noqa: S314 - from libvirtd
