@@ -113,6 +113,7 @@ def _lab_or_none(args: argparse.Namespace) -> LabRunner | None:
 
 
 def _targets(runner: LabRunner | None, names: list[str]) -> list[Target]:
+    from labctl import placement
     from labctl.bench.targets import HostTarget, MachineTarget
     from labctl.drivers import MachineState
 
@@ -120,6 +121,12 @@ def _targets(runner: LabRunner | None, names: list[str]) -> list[Target]:
     if runner is None:
         return targets
     for machine in runner.select(names):
+        if placement.is_remote(placement.machine_uri(runner.lab, machine)):
+            # Its baseline would be another host's, and its network peer (the lab gateway) is there.
+            console.warn(
+                f"{machine.name} runs on a remote libvirt host; left out (bench compares with this host)"
+            )
+            continue
         if runner.state_of(machine) is not MachineState.RUNNING:
             console.warn(f"{machine.name} is not running; left out (start it with labctl up)")
             continue

@@ -267,3 +267,16 @@ def test_prune_keeps_the_box_versions_vms_are_backed_by(test_pool: Any) -> None:
         "box.debian-12.bbbb.vmlinuz.ok",
         "lab-1a2b3c.web.disk.qcow2",
     ]
+
+
+def test_bench_leaves_remote_vms_out(
+    write_labfile: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labctl.bench.targets import HostTarget
+    from labctl.cli.bench import _targets
+    from labctl.lab import LabRunner
+
+    lab = _lab(write_labfile, f"machines: {{far: {{kind: vm, box: debian-12, libvirt_uri: '{REMOTE}'}}}}\n")
+    targets = _targets(LabRunner(lab), [])
+    assert [type(t) for t in targets] == [HostTarget]
+    assert "far runs on a remote libvirt host; left out" in capsys.readouterr().err
