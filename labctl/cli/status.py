@@ -47,6 +47,7 @@ def machine_rows(runner: LabRunner, machines: Sequence[Machine]) -> list[dict[st
                 "state": state.value,
                 "address": address,
                 "box": machine.box or "",
+                "host": _host(runner, machine),
                 "accel": record.get("accel", ""),
                 "phases": record.get("phases", {}),
             }
@@ -54,6 +55,22 @@ def machine_rows(runner: LabRunner, machines: Sequence[Machine]) -> list[dict[st
     return rows
 
 
+def _host(runner: LabRunner, machine: Machine) -> str:
+    """Where the machine runs: "" for this host, else the libvirt host's name."""
+    import urllib.parse
+
+    from labctl import placement
+
+    uri = placement.machine_uri(runner.lab, machine)
+    return (urllib.parse.urlsplit(uri).hostname or "") if placement.is_remote(uri) else ""
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["name", "kind", "state", "address", "box"]
-    return console.table(headers, [[str(r[h]) for h in headers] for r in rows])
+    if any(r["host"] for r in rows):  # a column only for labs that run somewhere else too
+        headers.append("host")
+    cells = [[str(r[h]) for h in headers] for r in rows]
+    if "host" in headers:
+        for row in cells:
+            row[-1] = row[-1] or "local"
+    return console.table(headers, cells)

@@ -143,7 +143,8 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
             ["ssh", "-F", str(config), "far", "--", "uname", "-n"], capture_output=True, text=True, timeout=60
         )
         assert (ssh.returncode, ssh.stdout.strip()) == (0, "far"), ssh.stderr
-        assert "running" in labctl(tmp_path, "status").stdout
+        status = labctl(tmp_path, "status").stdout
+        assert "running" in status and "HOST" in status and "127.0.0.1" in status, status
     finally:
         labctl(tmp_path, "destroy")
     assert not [d for d in virsh("list", "--all", "--name").split() if d.startswith(f"labctl-{name}-")]
