@@ -43,11 +43,12 @@ def _attached(machine: Machine, network: Network) -> bool:
 
 
 def network_uri(lab: Lab, network: Network) -> str:
-    """Where the network's bridge lives: the host of its machines (this host when it has none)."""
-    for machine in lab.machines:
-        if _attached(machine, network) and is_remote(uri := machine_uri(lab, machine)):
-            return uri
-    return local_uri(lab)
+    """Where the network's bridge lives: the host of its machines (the lab's default without any)."""
+    uris = [machine_uri(lab, m) for m in lab.machines if _attached(m, network)]
+    remote = [uri for uri in uris if is_remote(uri)]
+    if remote:
+        return remote[0]
+    return local_uri(lab) if uris else lab.libvirt_uri
 
 
 def check(lab: Lab) -> None:
@@ -66,9 +67,7 @@ def check(lab: Lab) -> None:
 
 
 def uris(lab: Lab, extra: Iterable[str] = ()) -> list[str]:
-    """Every libvirt URI the lab may have objects on (its VMs' and extra), this host's first."""
-    found = [local_uri(lab)]
-    for uri in [*(lab.uri_for(m) for m in lab.machines if m.kind is Kind.VM), *extra]:
-        if uri not in found:
-            found.append(uri)
-    return found
+    """Every libvirt URI the lab has objects on (its networks', its machines' and extra), this
+    host's first. A lab that lives entirely on a remote host never needs a libvirtd here."""
+    found = [network_uri(lab, n) for n in lab.networks] + [machine_uri(lab, m) for m in lab.machines]
+    return sorted(set(found) | set(extra), key=lambda uri: (is_remote(uri), uri))

@@ -280,3 +280,14 @@ def test_bench_leaves_remote_vms_out(
     targets = _targets(LabRunner(lab), [])
     assert [type(t) for t in targets] == [HostTarget]
     assert "far runs on a remote libvirt host; left out" in capsys.readouterr().err
+
+
+def test_a_lab_entirely_on_a_remote_host_needs_no_libvirtd_here(write_labfile: Callable[[str], Path]) -> None:
+    lab = _lab(
+        write_labfile,
+        f"libvirt_uri: '{REMOTE}'\n"
+        "networks: {lan: {cidr: 10.61.0.0/24}, spare: {cidr: 10.62.0.0/24}}\n"
+        "machines: {v: {kind: vm, box: debian-12, networks: [lan]}}\n",
+    )
+    assert placement.network_uri(lab, lab.network("spare")) == REMOTE  # the lab's default host
+    assert placement.uris(lab) == [REMOTE]
