@@ -11,7 +11,7 @@ from labctl.labfile.models import AnsibleStep, FileStep, ProvisionStep, ShellSte
 from labctl.paths import resource_dir
 
 if TYPE_CHECKING:
-    from labctl.labfile.schema import Checker
+    from labctl.labfile.checker import Checker
 
 STEP_KINDS = ["shell", "file", "ansible"]
 

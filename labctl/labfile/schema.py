@@ -4,74 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from labctl.errors import LabfileError, Problem
+from labctl.errors import LabfileError
 from labctl.labfile import values
+from labctl.labfile.checker import Checker, check_uri, choices
 from labctl.labfile.loader import Document, Key, kind_of
+from labctl.labfile.machines import ALL_MACHINE_KEYS, MachineBuilder
 from labctl.labfile.models import (
-    DEFAULT_NAMESPACES,
-    Accel,
-    Attachment,
-    DeviceProfile,
-    Kind,
     Lab,
     Machine,
-    Namespace,
     Network,
     NetworkMode,
 )
-from labctl.labfile.provision import ProvisionChecker
-
-T = TypeVar("T")
 
 LAB_KEYS = ["name", "defaults", "networks", "machines", "libvirt_uri"]
 NETWORK_KEYS = ["cidr", "mode"]
-COMMON_KEYS = ["kind", "box", "cpus", "memory", "networks", "provision", "groups"]
-KIND_KEYS: dict[Kind, list[str]] = {
-    Kind.VM: ["disk", "devices", "accel", "libvirt_uri"],
-    Kind.LXC: [],
-    Kind.NS: ["namespaces", "command"],
-}
-ALL_MACHINE_KEYS = COMMON_KEYS + [k for keys in KIND_KEYS.values() for k in keys]
-MIN_MEMORY = {Kind.VM: 128 * 1024**2, Kind.LXC: 32 * 1024**2, Kind.NS: 4 * 1024**2}
-MAX_MEMORY = 1024**4
-DEFAULT_MEMORY = 512 * 1024**2
-DEFAULT_DISK = 8 * 1024**3
-DEFAULT_COMMAND = ("sleep", "infinity")
 DEFAULT_NETWORK = "lab"
-
-
-class Checker:
-    """Holds the document and the problems found so far; helpers return None on a problem."""
-
-    def __init__(self, document: Document) -> None:
-        self.document = document
-        self.problems: list[Problem] = []
-
-    def error(self, path: Key, message: str, *, key: bool = False) -> None:
-        self.problems.append(self.document.problem(path, message, key=key))
-
-    def parse(self, path: Key, value: Any, parser: Callable[[Any], T]) -> T | None:
-        try:
-            return parser(value)
-        except ValueError as exc:
-            self.error(path, str(exc))
-            return None
-
-    def mapping(self, path: Key, value: Any, allowed: list[str], what: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.error(path, f"expected a mapping of {what}, got {kind_of(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.unknown_key((*path, key), key, allowed)
-        return {k: v for k, v in value.items() if k in allowed}
-
-    def unknown_key(self, path: Key, key: str, allowed: list[str]) -> None:
-        self.error(path, f"unknown key{values.suggestion(key, allowed)}", key=True)
 
 
 def build_lab(document: Document, labfile: Path) -> Lab:
@@ -80,7 +30,7 @@ def build_lab(document: Document, labfile: Path) -> Lab:
     checker.problems.extend(document.problems)
     top = checker.mapping((), document.data, LAB_KEYS, "lab settings")
     name = _lab_name(checker, top, labfile)
-    uri = _uri(checker, ("libvirt_uri",), top.get("libvirt_uri", "qemu:///system")) or "qemu:///system"
+    uri = check_uri(checker, ("libvirt_uri",), top.get("libvirt_uri", "qemu:///system")) or "qemu:///system"
     networks = _networks(checker, top.get("networks"), name, labfile)
     defaults = checker.mapping(("defaults",), top.get("defaults", {}), ALL_MACHINE_KEYS, "machine settings")
     machines = _machines(checker, top, defaults, networks, labfile.parent)
@@ -93,14 +43,6 @@ def _lab_name(checker: Checker, top: dict[str, Any], labfile: Path) -> str:
     if "name" in top:
         return checker.parse(("name",), top["name"], lambda v: values.name(v, "lab name", 40)) or "lab"
     return values.default_lab_name(labfile.parent.name)
-
-
-def _uri(checker: Checker, path: Key, value: Any) -> str | None:
-    uri = checker.parse(path, value, lambda v: values.text(v, "a libvirt URI such as qemu:///system"))
-    if uri is not None and "://" not in uri:
-        checker.error(path, f"expected a libvirt URI such as qemu:///system, got {uri!r}")
-        return None
-    return uri
 
 
 def _networks(checker: Checker, raw: Any, lab_name: str, labfile: Path) -> list[Network]:
@@ -135,7 +77,7 @@ def _network(checker: Checker, path: Key, net_name: str, spec: Any) -> Network |
         return None
     cidr = checker.parse((*path, "cidr"), fields["cidr"], values.cidr)
     mode_text = checker.parse(
-        (*path, "mode"), fields.get("mode", "isolated"), lambda v: values.choice(v, _choices(NetworkMode))
+        (*path, "mode"), fields.get("mode", "isolated"), lambda v: values.choice(v, choices(NetworkMode))
     )
     if valid_name is None or cidr is None or mode_text is None:
         return None
@@ -146,10 +88,6 @@ def _default_cidr(lab_name: str, labfile: Path) -> ipaddress.IPv4Network:
     """A stable /24 per labfile location in 10.200.0.0-10.249.255.0, for labs that declare no network."""
     digest = hashlib.sha256(str(labfile.parent).encode()).digest()
     return ipaddress.IPv4Network(f"10.{200 + digest[0] % 50}.{digest[1]}.0/24")
-
-
-def _choices(enum_type: Any) -> list[str]:
-    return [member.value for member in enum_type]
 
 
 def _machines(
@@ -167,11 +105,6 @@ def _machines(
     machines = [m for m in (builder.build(name, spec) for name, spec in raw.items()) if m is not None]
     _check_static_ips(checker, machines, networks)
     return machines
-
-
-def _choose(checker: Checker, path: Key, value: Any, enum_type: Any) -> Any:
-    text = checker.parse(path, value, lambda v: values.choice(v, _choices(enum_type)))
-    return None if text is None else enum_type(text)
 
 
 def _check_static_ips(checker: Checker, machines: list[Machine], networks: list[Network]) -> None:
@@ -200,239 +133,3 @@ def _ip_problem(ip: ipaddress.IPv4Address, network: Network) -> str | None:
     if ip == network.gateway:
         return f"{ip} is the gateway of {network.cidr} (the host's address on the lab network)"
     return None
-
-
-class MachineBuilder:
-    """Validates one machine's settings, with lab-wide defaults filled in."""
-
-    def __init__(
-        self,
-        checker: Checker,
-        defaults: dict[str, Any],
-        networks: list[Network],
-        root: Path,
-        declared: set[str],
-    ) -> None:
-        self.checker = checker
-        # Names declared in the labfile, valid or not: a reference to an invalid network is
-        # not reported again, the network's own problem already is.
-        self.declared = declared
-        self.defaults = defaults
-        self.networks = {n.name: n for n in networks}
-        self.provision = ProvisionChecker(checker, root)
-
-    def build(self, name: Any, spec: Any) -> Machine | None:
-        path: Key = ("machines", name)
-        valid_name = self.checker.parse(path, name, lambda v: values.name(v, "machine name"))
-        if spec is None:
-            spec = {}
-        if not isinstance(spec, dict):
-            self.checker.error(path, f"expected a mapping of machine settings, got {kind_of(spec)}")
-            return None
-        kind = self._kind(path, spec)
-        if kind is None:
-            return None
-        settings = self._settings(path, spec, kind)
-        machine = self._machine(valid_name, kind, settings)
-        return machine if valid_name is not None else None
-
-    def _kind(self, path: Key, spec: dict[str, Any]) -> Kind | None:
-        if "kind" in spec:
-            kind: Kind | None = _choose(self.checker, (*path, "kind"), spec["kind"], Kind)
-            return kind
-        if "kind" in self.defaults:
-            kind = _choose(self.checker, ("defaults", "kind"), self.defaults["kind"], Kind)
-            return kind  # noqa: RET504 - typed on assignment
-        self.checker.error(path, "missing key 'kind': one of vm | lxc | ns", key=True)
-        return None
-
-    def _settings(self, path: Key, spec: dict[str, Any], kind: Kind) -> dict[str, tuple[Any, Key]]:
-        """Each allowed key -> (value, the path it came from: the machine or defaults)."""
-        allowed = COMMON_KEYS + KIND_KEYS[kind]
-        settings: dict[str, tuple[Any, Key]] = {
-            k: (v, ("defaults", k)) for k, v in self.defaults.items() if k in allowed
-        }
-        for key, value in spec.items():
-            if key in allowed:
-                settings[key] = (value, (*path, key))
-            elif key in ALL_MACHINE_KEYS:
-                owners = [k.value for k, keys in KIND_KEYS.items() if key in keys]
-                self.checker.error(
-                    (*path, key),
-                    f"applies only to {' and '.join(owners)} machines, not {kind.value}",
-                    key=True,
-                )
-            else:
-                self.checker.unknown_key((*path, key), key, allowed)
-        return settings
-
-    def _get(
-        self, settings: dict[str, tuple[Any, Key]], key: str, parser: Callable[[Any], T], default: T
-    ) -> T | None:
-        if key not in settings:
-            return default
-        value, path = settings[key]
-        return self.checker.parse(path, value, parser)
-
-    def _machine(self, name: str | None, kind: Kind, s: dict[str, tuple[Any, Key]]) -> Machine | None:
-        memory = self._get(s, "memory", values.size, DEFAULT_MEMORY)
-        if memory is not None and not MIN_MEMORY[kind] <= memory <= MAX_MEMORY:
-            low = values.human_size(MIN_MEMORY[kind])
-            self.checker.error(s["memory"][1], f"must be from {low} to 1T for a {kind.value} machine")
-        fields: dict[str, Any] = {
-            "box": self._get(s, "box", lambda v: values.name(v, "box name"), None),
-            "cpus": self._get(s, "cpus", lambda v: values.integer(v, 1, 256), 1),
-            "memory": memory,
-            "networks": self._attachments(s, kind),
-            "provision": self.provision.steps(s["provision"]) if "provision" in s else (),
-            "groups": self._get(s, "groups", _groups, ()),
-        }
-        if kind is Kind.VM:
-            fields.update(self._vm_fields(s))
-        elif kind is Kind.NS:
-            fields.update(self._ns_fields(s, fields["networks"]))
-        if kind in (Kind.VM, Kind.LXC) and fields["box"] is None and "box" not in s:
-            self.checker.error(
-                ("machines", name or "?"),
-                f"missing key 'box': a {kind.value} machine starts from a box (e.g. box: debian-12)",
-                key=True,
-            )
-        if name is None or any(
-            v is None for k, v in fields.items() if k not in ("box", "disk", "libvirt_uri")
-        ):
-            return None
-        return Machine(name=name, kind=kind, **fields)
-
-    def _vm_fields(self, s: dict[str, tuple[Any, Key]]) -> dict[str, Any]:
-        disk = self._get(s, "disk", values.size, DEFAULT_DISK)
-        if disk is not None and not 1024**3 <= disk <= 2 * 1024**4:
-            self.checker.error(s["disk"][1], "must be from 1G to 2T")
-        uri = _uri(self.checker, s["libvirt_uri"][1], s["libvirt_uri"][0]) if "libvirt_uri" in s else None
-        return {
-            "disk": disk,
-            "devices": self._get(
-                s,
-                "devices",
-                lambda v: DeviceProfile(values.choice(v, _choices(DeviceProfile))),
-                DeviceProfile.PARAVIRTUAL,
-            ),
-            "accel": self._get(s, "accel", lambda v: Accel(values.choice(v, _choices(Accel))), Accel.AUTO),
-            "libvirt_uri": uri,
-        }
-
-    def _ns_fields(
-        self, s: dict[str, tuple[Any, Key]], attachments: tuple[Attachment, ...] | None
-    ) -> dict[str, Any]:
-        namespaces = self._get(s, "namespaces", _namespaces, DEFAULT_NAMESPACES)
-        if namespaces is not None and Namespace.MNT not in namespaces:
-            self.checker.error(
-                s["namespaces"][1],
-                "must include mnt: the container's root filesystem needs its own mount namespace",
-            )
-        if (
-            namespaces is not None
-            and Namespace.NET not in namespaces
-            and "networks" in s
-            and s["networks"][0]
-        ):
-            self.checker.error(
-                s["networks"][1],
-                "a machine without the net namespace shares the host's network and cannot join lab networks; add net to namespaces or remove networks",
-            )
-        if namespaces is not None and Namespace.NET not in namespaces:
-            attachments = ()
-        return {
-            "namespaces": namespaces,
-            "command": self._get(s, "command", _command, DEFAULT_COMMAND),
-            "networks": attachments,
-        }
-
-    def _attachments(self, s: dict[str, tuple[Any, Key]], kind: Kind) -> tuple[Attachment, ...] | None:
-        if "networks" not in s:
-            first = next(iter(self.networks), None)
-            return (Attachment(first),) if first else ()
-        raw, path = s["networks"]
-        if not isinstance(raw, list):
-            self.checker.error(path, f"expected a list of network names, got {kind_of(raw)}")
-            return None
-        result = [self._attachment((*path, i), item) for i, item in enumerate(raw)]
-        names = [a.network for a in result if a is not None]
-        for index, net in enumerate(names):
-            if net in names[:index]:
-                self.checker.error((*path, index), f"network {net!r} is listed twice")
-        return None if None in result else tuple(a for a in result if a is not None)
-
-    def _attachment(self, path: Key, item: Any) -> Attachment | None:
-        if isinstance(item, dict):
-            unknown = [k for k in item if k not in ("name", "ip")]
-            for key in unknown:
-                self.checker.unknown_key((*path, key), key, ["name", "ip"])
-            if "name" not in item:
-                self.checker.error(path, "missing key 'name' (the network to join)", key=True)
-                return None
-            net = self._network_ref((*path, "name"), item["name"])
-            ip = self.checker.parse((*path, "ip"), item["ip"], values.address) if "ip" in item else None
-            if net is None or ("ip" in item and ip is None) or unknown:
-                return None
-            return Attachment(net, ip)
-        net = self._network_ref(path, item)
-        return Attachment(net) if net else None
-
-    def _network_ref(self, path: Key, value: Any) -> str | None:
-        if not isinstance(value, str):
-            self.checker.error(path, f"expected a network name, got {kind_of(value)}")
-            return None
-        if value in self.declared and value not in self.networks:
-            return None
-        if value not in self.networks:
-            known = list(self.networks)
-            listed = ", ".join(known) if known else "none"
-            self.checker.error(
-                path,
-                f"network {value!r} is not declared (declared: {listed}){values.suggestion(value, known)}",
-            )
-            return None
-        return value
-
-
-def _groups(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"expected a list of group names, got {kind_of(value)}")
-    for item in value:
-        if not isinstance(item, str) or not values.GROUP_NAME.match(item):
-            raise ValueError(
-                f"group names use lowercase letters, digits and _, starting with a letter; got {item!r}"
-            )
-    return tuple(value)
-
-
-def _namespaces(value: Any) -> frozenset[Namespace]:
-    choices = _choices(Namespace)
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"expected a list of namespaces from {' '.join(choices)}, got {kind_of(value)}")
-    result = set()
-    for item in value:
-        text = values.choice(item, choices)
-        if Namespace(text) in result:
-            raise ValueError(f"namespace {text!r} is listed twice")
-        result.add(Namespace(text))
-    return frozenset(result)
-
-
-def _command(value: Any) -> tuple[str, ...]:
-    import shlex
-
-    if isinstance(value, str):
-        try:
-            parts = shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot split the command: {exc}") from None
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        parts = list(value)
-    else:
-        raise ValueError(
-            f"expected a command as a list of words (e.g. [sleep, infinity]), got {kind_of(value)}"
-        )
-    if not parts:
-        raise ValueError("the command is empty")
-    return tuple(parts)
