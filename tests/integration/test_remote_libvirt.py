@@ -127,6 +127,7 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
     try:
         up = labctl(tmp_path, "up")
         assert "far: created" in up.stderr + up.stdout
+        assert "uploading disk.qcow2" in up.stderr  # the box went over the libvirt stream
         domain = virsh("list", "--name").split()
         [dom] = [d for d in domain if d.startswith(f"labctl-{name}-")]
         xml = virsh("dumpxml", dom)

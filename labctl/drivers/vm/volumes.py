@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from labctl import templating
+from labctl import console, templating
 from labctl.drivers.vm.domain import BootFiles, GuestPaths
 from labctl.libvirt_util import libvirt_errors
 
@@ -95,6 +95,10 @@ def _uploaded(conn: Any, pool: Any, name: str, source: Path, fmt: str) -> str:
     if existing is not None:  # an upload that never finished
         with libvirt_errors(f"cannot remove the unfinished volume {name}"):
             existing.delete(0)
+    size_mib = source.stat().st_size / 1024**2
+    console.info(
+        f"uploading {source.name} ({size_mib:.0f} MiB) to {conn.getURI()} as {name}, once per box version"
+    )
     volume = upload(conn, pool, name, source, fmt)
     with libvirt_errors(f"cannot mark {name} as uploaded"):
         pool.createXML(_volume_xml(marker, 0, "raw"), 0)
