@@ -8,16 +8,20 @@ no data directory. The fixture destroys it again in any case.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import pty
+import select
 import shutil
 import subprocess
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests_support import free_subnet
+from tests_support import LABCTL, free_subnet
 
 from labctl import addressing, keys, network, ssh
 from labctl.box import Box
@@ -168,6 +172,29 @@ def test_lab_objects_are_found_by_label(vmlab: VmLab) -> None:
     assert objects.networks == [f"labctl-{vmlab.lab.id}-lan"]
     argv = vmlab.driver.console_argv(vmlab.machine("pv"))  # type: ignore[attr-defined]
     assert argv == ["virsh", "-c", "qemu:///system", "console", f"labctl-{vmlab.lab.id}-pv"]
+
+
+def test_console_reaches_the_serial_login_and_ctrl_bracket_leaves(vmlab: VmLab) -> None:
+    """`labctl console pv` on a terminal: the guest's serial getty answers, Ctrl+] detaches."""
+    master, slave = pty.openpty()
+    argv = [*LABCTL, "-f", str(vmlab.lab.file), "console", "pv"]
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"login:" not in seen and time.monotonic() < deadline:
+            os.write(master, b"\r")  # a getty redraws its prompt on Enter
+            while select.select([master], [], [], 1.0)[0]:
+                seen += os.read(master, 4096)
+        os.write(master, b"\x1d")  # Ctrl+]: virsh's escape
+        returncode = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"pv login:" in seen, seen[-500:]
+    assert returncode == 0
 
 
 def test_snapshot_restore_undoes_later_changes(vmlab: VmLab) -> None:
