@@ -25,6 +25,8 @@ from tests_support import CliResult, free_subnet, run_labctl
 from labctl import host
 from labctl.box import Box
 from labctl.drivers.vm import volumes
+from labctl.labfile import load_lab
+from labctl.libvirt_util import connect
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +141,14 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
         for element in ("source file='", "<kernel>", "<initrd>"):
             assert f"{element}{volumes.POOL_PATH}/" in xml, element
         assert not list(tmp_path.glob(".labctl/**/disk.qcow2"))
+        # The serial log is a file of the remote host; labctl reads it back over libvirt when a
+        # create fails (to keep it in .labctl/logs/).
+        conn = connect(remote_uri)
+        pool = volumes.existing_pool(conn)
+        lab_id = load_lab(str(tmp_path / "labfile.yml")).id
+        log = tmp_path / "console.log"
+        assert volumes.download(conn, pool, volumes.MachineVolumes(lab_id, "far").console_log, log)
+        assert "Linux version" in log.read_text(errors="replace")
 
         assert labctl(tmp_path, "exec", "far", "--", "cat", "/etc/hostname").stdout.strip() == "far"
         config = tmp_path / "ssh_config"

@@ -236,7 +236,14 @@ def test_accel_kvm_is_refused_before_anything_exists(vmlab: VmLab) -> None:
 def test_failed_create_removes_its_partial_resources(vmlab: VmLab, monkeypatch: pytest.MonkeyPatch) -> None:
     from labctl.drivers.vm import ready
 
+    live_log = vmlab.context.data_dir / "vm" / "em" / "console.log"
+
     def never(*_args: object) -> None:
+        # Fail once the kernel has printed, so that there is a log worth keeping.
+        deadline = time.monotonic() + 120
+        while "Linux version" not in (live_log.read_text(errors="replace") if live_log.exists() else ""):
+            assert time.monotonic() < deadline, "the kernel printed nothing on the serial console"
+            time.sleep(0.5)
         raise MachineTimeout("did not answer (simulated)")
 
     monkeypatch.setattr(ready, "wait_address", never)
@@ -246,7 +253,10 @@ def test_failed_create_removes_its_partial_resources(vmlab: VmLab, monkeypatch: 
     with pytest.raises(MachineTimeout) as raised:
         vmlab.driver.create(extra)
     assert "phase 'address'" in raised.value.message
-    assert raised.value.hint and "console.log" in raised.value.hint
+    # The VM's files are gone, but the console log the hint names was kept in .labctl/logs/.
+    kept = vmlab.context.state.dir.resolve() / "logs" / "em-console.log"
+    assert raised.value.hint and str(kept) in raised.value.hint
+    assert "Linux version" in kept.read_text(errors="replace")
     assert vmlab.driver.state(extra) is MachineState.NOT_CREATED
     assert not (vmlab.context.data_dir / "vm" / "em").exists()
     assert f"labctl-{lab.id}-em" not in lab_objects(lab.libvirt_uri, lab.id).domains

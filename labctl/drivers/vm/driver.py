@@ -6,6 +6,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from labctl import accel, addressing, console, keys, seed
@@ -17,6 +18,7 @@ from labctl.drivers.vm.terminal import raw_terminal
 from labctl.errors import DriverError, HostError
 from labctl.labfile.models import Kind, Machine
 from labctl.libvirt_util import connect, libvirt_errors, lookup_domain, owned_by
+from labctl.paths import inside
 from labctl.run import which
 from labctl.sshjump import JumpHost
 
@@ -107,7 +109,8 @@ class VmDriver(Driver):
         choice = accel.choose(machine.accel, uri)
         accel.notice_once(choice, uri)
         files = self._files(machine)
-        phases = ready.Phases(machine.name, self._console_log(machine))
+        # A failed create removes the VM's files; its console log is kept in .labctl/ first.
+        phases = ready.Phases(machine.name, str(self._kept_log(machine)))
         if self._domain(machine) is not None:
             raise DriverError(f"vm {machine.name} already exists", "use `labctl up` to start it")
         try:
@@ -126,9 +129,34 @@ class VmDriver(Driver):
             )
             self._wait_ready(machine, dom, phases)
         except BaseException:
+            self._keep_console_log(machine)
             self._cleanup_failed(machine)
             raise
         self._record(machine, phases=phases.seconds)
+
+    def _kept_log(self, machine: Machine) -> Path:
+        return inside(self.context.state.dir, "logs", f"{machine.name}-console.log")
+
+    def _keep_console_log(self, machine: Machine) -> None:
+        """Copy the serial log of a failed create to .labctl/logs/ (best effort: never hides the error)."""
+        from labctl.errors import LabctlError
+
+        kept = self._kept_log(machine)
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if self._jump(machine) is None:
+                live = self._files(machine).console_log
+                if live.exists():
+                    shutil.copyfile(live, kept)
+            else:
+                from labctl.drivers.vm import volumes
+
+                pool = volumes.existing_pool(self._conn(machine))
+                name = volumes.MachineVolumes(self.lab.id, machine.name).console_log
+                if pool is not None:
+                    volumes.download(self._conn(machine), pool, name, kept)
+        except (OSError, LabctlError) as exc:
+            console.warn(f"vm {machine.name}: could not keep its console log: {exc}")
 
     def _cleanup_failed(self, machine: Machine) -> None:
         """Remove what a failed create made; a cleanup failure must not hide the real error."""
@@ -212,6 +240,7 @@ class VmDriver(Driver):
     def destroy(self, machine: Machine) -> None:
         self._drop_sessions(machine)
         self._remove(machine)
+        self._kept_log(machine).unlink(missing_ok=True)
 
     def _remove(self, machine: Machine) -> None:
         """Domain (with snapshot metadata and nvram) and the machine's files; idempotent."""

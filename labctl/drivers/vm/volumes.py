@@ -131,6 +131,27 @@ def upload(conn: Any, pool: Any, name: str, source: Path, fmt: str) -> Any:
     return volume
 
 
+def download(conn: Any, pool: Any, name: str, dest: Path) -> bool:
+    """Copy volume name (a file libvirt may only now see, like a console log) to dest."""
+    import libvirt
+
+    with libvirt_errors(f"cannot read {name} on {conn.getURI()}"):
+        pool.refresh(0)
+        volume = _lookup(pool, name)
+        if volume is None:
+            return False
+        stream = conn.newStream(0)
+        with dest.open("wb") as out:
+            volume.download(stream, 0, 0, 0)
+            try:
+                stream.recvAll(lambda _stream, data, fh: fh.write(data), out)
+                stream.finish()
+            except libvirt.libvirtError:
+                stream.abort()
+                raise
+    return True
+
+
 def machine_paths(
     conn: Any, pool: Any, names: MachineVolumes, base: str, size: int, seed: Path
 ) -> GuestPaths:
