@@ -137,27 +137,21 @@ class MachineTarget(Target):
         record = self.runner.context.state.machines().get(self.machine.name, {})
         phases = record.get("phases") or {}
         startup = round(sum(float(v) for v in phases.values()), 3) if phases else None
-        return {"startup_s": startup, "phases": phases, **self._memory(record)}
+        return {"startup_s": startup, "phases": phases, **self._memory()}
 
-    def _memory(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _memory(self) -> dict[str, Any]:
         if self.machine.kind is Kind.VM:
             # Through libvirt, which reads it on the VM's host: right for remote hosts too.
             qemu_rss = getattr(self.driver, "qemu_rss", None)
             rss = qemu_rss(self.machine) if callable(qemu_rss) else None
             return {"idle_memory_bytes": rss, "memory_source": "RSS of the qemu process"}
-        usage = cgroup_memory(self._init_pid(record))
+        usage = cgroup_memory(self._init_pid())
         return {"idle_memory_bytes": usage, "memory_source": "cgroup memory usage (includes page cache)"}
 
-    def _init_pid(self, record: dict[str, Any]) -> int | None:
-        init_pid = getattr(self.driver, "init_pid", None)
-        if callable(init_pid):
-            pid = init_pid(self.machine)
-            return int(pid) if pid else None
-        lxc_argv = getattr(self.driver, "lxc", None)  # the lxc driver's `lxc-* -P <path> -n <name>`
-        if self.machine.kind is Kind.LXC and callable(lxc_argv):
-            out = run(lxc_argv("lxc-info", self.machine, "-p", "-H"), check=False, timeout=30).stdout
-            return int(out.strip()) if out.strip().isdigit() else None
-        return None
+    def _init_pid(self) -> int | None:
+        init_pid = getattr(self.driver, "init_pid", None)  # the container drivers have one
+        pid = init_pid(self.machine) if callable(init_pid) else None
+        return int(pid) if pid else None
 
 
 def cgroup_memory(pid: int | None, root: Path = Path("/sys/fs/cgroup")) -> int | None:

@@ -201,6 +201,11 @@ class LxcDriver(Driver):
         result = run(self.lxc("lxc-info", machine, "--state", "--no-humanize"), check=False)
         return STATES.get(result.stdout.strip(), MachineState.UNKNOWN)
 
+    def init_pid(self, machine: Machine) -> int | None:
+        """The container's init as the host sees it (bench reads its cgroup), None when stopped."""
+        out = run(self.lxc("lxc-info", machine, "--pid", "--no-humanize"), check=False, timeout=30).stdout
+        return int(out.strip()) if out.strip().isdigit() else None
+
     def address(self, machine: Machine) -> str | None:
         nics = self.nics(machine)
         return nics[0].address.split("/")[0] if nics else None
