@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 from tests_support import CliResult, free_subnet, run_labctl
 
@@ -26,7 +27,6 @@ from labctl import host
 from labctl.box import Box
 from labctl.drivers.vm import volumes
 from labctl.labfile import load_lab
-from labctl.libvirt_util import connect
 
 pytestmark = pytest.mark.integration
 
@@ -143,11 +143,14 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
         assert not list(tmp_path.glob(".labctl/**/disk.qcow2"))
         # The serial log is a file of the remote host; labctl reads it back over libvirt when a
         # create fails (to keep it in .labctl/logs/).
-        conn = connect(remote_uri)
-        pool = volumes.existing_pool(conn)
-        lab_id = load_lab(str(tmp_path / "labfile.yml")).id
-        log = tmp_path / "console.log"
-        assert volumes.download(conn, pool, volumes.MachineVolumes(lab_id, "far").console_log, log)
+        conn = libvirt.open(remote_uri)  # not labctl's cached one: closed right after
+        try:
+            pool = volumes.existing_pool(conn)
+            lab_id = load_lab(str(tmp_path / "labfile.yml")).id
+            log = tmp_path / "console.log"
+            assert volumes.download(conn, pool, volumes.MachineVolumes(lab_id, "far").console_log, log)
+        finally:
+            conn.close()
         assert "Linux version" in log.read_text(errors="replace")
 
         assert labctl(tmp_path, "exec", "far", "--", "cat", "/etc/hostname").stdout.strip() == "far"
