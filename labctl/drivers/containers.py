@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from labctl.drivers import LabContext
+from labctl.drivers import Driver, LabContext
 from labctl.errors import DriverError
 from labctl.labfile.models import Machine
 
@@ -45,6 +45,23 @@ class Phases:
             yield
         finally:
             self.done[name] = round(time.monotonic() - started, 3)
+
+
+def create_or_undo(
+    driver: Driver,
+    machine: Machine,
+    bring_up: Callable[[Machine, Phases], None],
+    describe: Callable[[], dict[str, Any]],
+) -> None:
+    """Bring the machine up with timed phases; on any failure (Ctrl-C too) destroy what was made,
+    else record the phases and what describe() returns."""
+    phases = Phases()
+    try:
+        bring_up(machine, phases)
+    except BaseException:
+        driver.destroy(machine)
+        raise
+    record(driver.context, machine, phases=phases.done, **describe())
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

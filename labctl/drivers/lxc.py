@@ -22,7 +22,7 @@ from pathlib import Path
 
 from labctl import addressing, cgroups, keys, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
-from labctl.drivers.containers import Phases, container_name, record, ssh_answers, wait_until
+from labctl.drivers.containers import Phases, container_name, create_or_undo, ssh_answers, wait_until
 from labctl.drivers.lxc_rootfs import Identity, Nic, seed
 from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.drivers.overlay import check_paths
@@ -80,18 +80,11 @@ class LxcDriver(Driver):
                 raise HostError(f"{program} not found", "install liblxc's tools: apt-get install lxc")
 
     def create(self, machine: Machine) -> None:
-        phases = Phases()
-        try:
-            self._bring_up(machine, phases)
-        except BaseException:
-            self.destroy(machine)
-            raise
-        record(
-            self.context,
+        create_or_undo(
+            self,
             machine,
-            phases=phases.done,
-            address=self.address(machine),
-            container=self.name(machine),
+            self._bring_up,
+            lambda: {"address": self.address(machine), "container": self.name(machine)},
         )
 
     def start(self, machine: Machine) -> None:

@@ -27,7 +27,7 @@ from typing import IO
 
 from labctl import addressing, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState
-from labctl.drivers.containers import Phases, container_name, record, wait_until
+from labctl.drivers.containers import Phases, container_name, create_or_undo, wait_until
 from labctl.drivers.oci import DEFAULT_COMMAND, ID_MAPPING, BundleSpec, config
 from labctl.drivers.overlay import bind_readonly, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
@@ -82,19 +82,15 @@ class NsDriver(Driver):
             raise HostError("user namespaces are disabled", "sysctl -w user.max_user_namespaces=15000")
 
     def create(self, machine: Machine) -> None:
-        phases = Phases()
-        try:
-            self._bring_up(machine, phases)
-        except BaseException:
-            self.destroy(machine)
-            raise
-        record(
-            self.context,
+        create_or_undo(
+            self,
             machine,
-            phases=phases.done,
-            address=self.address(machine),
-            container=self.container(machine),
-            runtime=runtime_name(),
+            self._bring_up,
+            lambda: {
+                "address": self.address(machine),
+                "container": self.container(machine),
+                "runtime": runtime_name(),
+            },
         )
 
     def start(self, machine: Machine) -> None:
