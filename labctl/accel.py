@@ -35,16 +35,11 @@ _lock = threading.Lock()
 _noticed: set[str] = set()
 
 
-def is_local(uri: str) -> bool:
-    """Whether uri's hypervisor is this host (so /proc/cpuinfo and /dev/kvm tell the truth)."""
-    from labctl.placement import is_remote
-
-    return not is_remote(uri)
-
-
 def kvm_available(uri: str) -> tuple[bool, str]:
     """Whether the host behind uri runs KVM guests, and why (not)."""
-    if is_local(uri):
+    from labctl.placement import is_remote
+
+    if not is_remote(uri):  # /proc/cpuinfo and /dev/kvm tell the truth
         return host.kvm_usable()
     return _remote_kvm(uri)
 

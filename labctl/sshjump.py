@@ -11,6 +11,8 @@ turns that off, with a warning.
 
 from __future__ import annotations
 
+import functools
+import logging
 import shlex
 import threading
 import time
@@ -25,6 +27,10 @@ from labctl.errors import HostError
 _lock = threading.Lock()
 _clients: dict[JumpHost, Any] = {}  # paramiko SSHClient per jump host
 _warned: set[JumpHost] = set()
+
+# paramiko logs every refused channel (a guest still booting) at ERROR, and Python would print
+# each one; labctl reports what matters itself.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,12 @@ class JumpHost:
         return f"{shlex.join([*argv, '-W'])} %h:%p {shlex.quote(self.alias)}"
 
 
+@functools.cache
+def for_uri(uri: str) -> JumpHost | None:
+    """JumpHost.from_uri with the user's ssh config, read once per URI and process."""
+    return JumpHost.from_uri(uri)
+
+
 def _ssh_config(host: str, path: Path) -> dict[str, Any]:
     """What the user's ssh config says about host (hostname, port, user, identityfile)."""
     import paramiko
@@ -138,13 +150,8 @@ def _transport(jump: JumpHost) -> Any:
 
 
 def _connect(jump: JumpHost) -> Any:
-    import logging
-
     import paramiko
 
-    # paramiko logs every refused channel (a guest still booting) at ERROR; Python would print
-    # each one. labctl reports what matters itself.
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
     client = paramiko.SSHClient()
     client.load_system_host_keys()  # the user's ~/.ssh/known_hosts, as libvirt's ssh uses it
     if jump.known_hosts and jump.known_hosts.is_file():
@@ -179,10 +186,3 @@ def _connect(jump: JumpHost) -> Any:
     if transport is not None:
         transport.set_keepalive(30)
     return client
-
-
-def close_all() -> None:
-    with _lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()

@@ -10,7 +10,6 @@ recorded start-up phases are not inflated by its siblings booting on the same co
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import signal
 import tempfile
@@ -19,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl import console, host
+from labctl import addressing, console, host
 from labctl.errors import DriverError, UsageError
 from labctl.paths import labctl_home
 
@@ -65,13 +64,6 @@ def labfile(box: str, kinds: Sequence[str], cidr: str, cpus: int, memory: str) -
     }
 
 
-def free_subnet(routes: Sequence[str], rng: random.Random | None = None) -> str:
-    """A /24 in 10.213.128.0/17 that overlaps no host route (so no lab bridge and no uplink)."""
-    from labctl import addressing
-
-    return addressing.free_subnet(routes, rng=rng)
-
-
 @contextlib.contextmanager
 def comparison_lab(
     box: str, kinds: Sequence[str], cpus: int = 1, memory: str = "768M"
@@ -85,7 +77,7 @@ def comparison_lab(
     base = labctl_home() / "bench"
     base.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="lab-", dir=base))
-    cidr = free_subnet([dst for dst, _ in host.host_routes()])
+    cidr = addressing.free_subnet([dst for dst, _ in host.host_routes()])
     path = root / "labfile.yml"
     path.write_text(yaml.safe_dump(labfile(box, kinds, cidr, cpus, memory), sort_keys=False))
     runner = LabRunner(load_lab(str(path)))

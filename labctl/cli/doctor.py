@@ -86,7 +86,7 @@ def _jump_check(uri: str) -> Check:
     from labctl.errors import LabctlError
 
     try:
-        jump = sshjump.JumpHost.from_uri(uri)
+        jump = sshjump.for_uri(uri)
         if jump is not None:
             sshjump.login(jump)
     except LabctlError as exc:

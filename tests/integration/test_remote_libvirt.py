@@ -10,9 +10,11 @@ kernel are volumes of labctl's pool, as they must be on a real remote host.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -161,6 +163,19 @@ def test_vm_on_a_remote_libvirt_host(debian_box: Box, remote_uri: str, tmp_path:
             ["ssh", "-F", str(config), "far", "--", "uname", "-n"], capture_output=True, text=True, timeout=60
         )
         assert (ssh.returncode, ssh.stdout.strip()) == (0, "far"), ssh.stderr
+        # Ansible over the generated inventory reaches the guest through the same jump.
+        inventory = tmp_path / "inventory.yml"
+        labctl(tmp_path, "inventory", "--write", str(inventory))
+        bin_dir = Path(sys.executable).parent
+        ping = subprocess.run(
+            [str(bin_dir / "ansible"), "-i", str(inventory), "far", "-m", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+            stdin=subprocess.DEVNULL,
+        )
+        assert "far | SUCCESS" in ping.stdout, ping.stdout + ping.stderr
         status = labctl(tmp_path, "status").stdout
         assert "running" in status and "HOST" in status and "127.0.0.1" in status, status
     finally:

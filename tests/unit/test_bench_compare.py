@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labctl import addressing
 from labctl.bench import compare
 from labctl.errors import HostError, UsageError
 from labctl.labfile import load_lab
@@ -32,9 +33,9 @@ def test_generated_labfile_passes_validation_with_equal_machines(tmp_path: Path)
 
 def test_subnet_avoids_every_host_route() -> None:
     routes = [f"10.213.{i}.0/24" for i in range(128, 255)]  # all but 10.213.255.0/24 taken
-    assert compare.free_subnet(routes, random.Random(1)) == "10.213.255.0/24"
+    assert addressing.free_subnet(routes, rng=random.Random(1)) == "10.213.255.0/24"
     with pytest.raises(HostError):
-        compare.free_subnet(["10.0.0.0/8"])
+        addressing.free_subnet(["10.0.0.0/8"])
 
 
 def test_kinds_are_checked_and_tcg_joins_only_on_kvm_hosts() -> None:

@@ -62,10 +62,12 @@ def test_tcg_always_emulates_silently(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_local_and_remote_uris() -> None:
-    assert accel.is_local("qemu:///system")
-    assert accel.is_local("qemu:///session")
-    assert not accel.is_local("qemu+ssh://root@lab1/system")
-    assert not accel.is_local("qemu://lab1/system")
+    from labctl.placement import is_remote
+
+    assert not is_remote("qemu:///system")
+    assert not is_remote("qemu:///session")
+    assert is_remote("qemu+ssh://root@lab1/system")
+    assert is_remote("qemu://lab1/system")
 
 
 def test_this_host_matches_proc_cpuinfo() -> None:

@@ -89,9 +89,11 @@ def test_proxy_command_is_shell_quoted() -> None:
 def test_openssh_and_ansible_go_through_the_jump_host() -> None:
     jump = JumpHost.from_uri(REMOTE, ssh_config=Path("/nonexistent"))
     target = SshTarget("10.9.8.7", 22, "root", Path("/lab/key"), jump)
-    assert target.proxy_options() == ["-o", f"ProxyCommand={jump.proxy_command() if jump else ''}"]
+    option, proxy = target.proxy_options()
+    assert option == "-o" and proxy.startswith("ProxyCommand=ssh -p 2222 ")
+    assert proxy.endswith(" -W %h:%p lab1")
     args = shlex.split(ssh_common_args(Path("/lab/known_hosts"), "10.9.8.7", target.proxy_options()))
-    assert args[:2] == ["-o", target.proxy_options()[1]]
+    assert args[:2] == ["-o", proxy]  # one argument for Ansible's shlex split, quotes intact
     assert "StrictHostKeyChecking=yes" in args
     assert SshTarget("10.9.8.7", 22, "root", Path("/lab/key")).proxy_options() == []
 

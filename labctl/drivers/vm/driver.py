@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labctl import accel, addressing, console, keys, seed
+from labctl import accel, addressing, console, keys, seed, sshjump
 from labctl import ssh as sshlib
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
 from labctl.drivers.vm import disk, ready
@@ -48,7 +48,7 @@ class VmDriver(Driver):
                     "attach it to a network in the labfile (networks: [...])",
                 )
             uri = self.lab.uri_for(machine)
-            JumpHost.from_uri(uri)  # a remote host must be reachable over SSH: refuse tcp/tls early
+            sshjump.for_uri(uri)  # a remote host must be reachable over SSH: refuse tcp/tls early
             connect(uri)
             accel.choose(machine.accel, uri)
 
@@ -76,7 +76,7 @@ class VmDriver(Driver):
 
     def _jump(self, machine: Machine) -> JumpHost | None:
         """The SSH server in front of the machine's libvirt host; None when that is this host."""
-        return JumpHost.from_uri(self.lab.uri_for(machine))
+        return sshjump.for_uri(self.lab.uri_for(machine))
 
     def _console_log(self, machine: Machine) -> str:
         """Where the serial log is, said so that the user can find it (host:path when remote)."""
