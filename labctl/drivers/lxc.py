@@ -5,7 +5,7 @@ containers never mix with the host's other ones):
 
     <name>/config           from templates/lxc/config.j2
     <name>/upper/           the overlay's upper dir: this machine's changes and labctl's seed files
-    <name>/olwork/          OverlayFS's work dir (liblxc names it)
+    <name>/work/            OverlayFS's work dir (liblxc names it)
     <name>/snapshots/<tag>/ copies of upper/ (see lxc_snapshots)
     <name>/lxc.log          liblxc's warnings and errors
 

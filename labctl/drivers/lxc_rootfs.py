@@ -8,9 +8,14 @@ the machine's own SSH host key (already in .labctl/known_hosts), and cloud-init 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from labctl.templating import render
 
@@ -69,37 +74,90 @@ def _hosts(identity: Identity) -> str:
 
 
 def write(lower: Path, upper: Path, relative: str, text: str, mode: int) -> None:
-    """upper/relative, its parent dirs made with the owner and mode they have in the box."""
-    target = upper / relative
-    make_parents(lower, upper, Path(relative).parent)
-    if target.is_symlink():  # e.g. a resolv.conf link left by an earlier boot
-        target.unlink()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), mode)  # O_CREAT's mode is masked by umask and ignored if it exists
-        handle.write(text)
+    """upper/relative, its parent dirs made with the owner and mode they have in the box.
+
+    The upper dir is the container's own: its root may have planted symlinks anywhere in it (a
+    link at root/.ssh would turn labctl's write into one of the host's /root/.ssh). So every
+    component is opened relative to its parent with O_NOFOLLOW, and whatever is not a plain
+    directory on the way, or sits where the file goes, is removed (never followed) first.
+    """
+    relative_path = PurePosixPath(relative)
+    with _parent_fd(lower, upper, relative_path.parent) as parent:
+        name = relative_path.name
+        _remove_entry(parent, name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, mode, dir_fd=parent)
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), mode)  # O_CREAT's mode is masked by umask
+            handle.write(text)
 
 
 def mask(lower: Path, upper: Path, unit: str) -> None:
     """systemctl mask, done from outside: a unit file linked to /dev/null."""
-    relative = Path("etc/systemd/system") / unit
-    make_parents(lower, upper, relative.parent)
-    link = upper / relative
-    if not link.is_symlink():
-        link.unlink(missing_ok=True)
-        link.symlink_to("/dev/null")
+    relative = PurePosixPath("etc/systemd/system") / unit
+    with _parent_fd(lower, upper, relative.parent) as parent:
+        with contextlib.suppress(OSError):
+            if os.readlink(relative.name, dir_fd=parent) == "/dev/null":
+                return
+        _remove_entry(parent, relative.name)
+        os.symlink("/dev/null", relative.name, dir_fd=parent)
 
 
-def make_parents(lower: Path, upper: Path, relative: Path) -> None:
-    current_lower, current_upper = lower, upper
-    for part in relative.parts:
-        current_lower, current_upper = current_lower / part, current_upper / part
-        if current_upper.is_dir():
-            continue
-        info = current_lower.stat() if current_lower.is_dir() else None
-        current_upper.mkdir(mode=0o755)
-        if info is not None:  # an upper dir's owner and mode hide the box's: keep them equal
-            os.chown(current_upper, info.st_uid, info.st_gid)
-            current_upper.chmod(info.st_mode & 0o7777)
-        elif part == ".ssh":
-            current_upper.chmod(0o700)
+@contextlib.contextmanager
+def _parent_fd(lower: Path, upper: Path, relative: PurePosixPath) -> Iterator[int]:
+    """An fd of upper/relative, each directory on the way made like the box's and never a link."""
+    fd = os.open(upper, _DIR_FLAGS)
+    try:
+        current_lower = lower
+        for part in relative.parts:
+            current_lower = current_lower / part
+            child = _open_or_make_dir(fd, part, current_lower)
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_or_make_dir(parent: int, name: str, lower: Path) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        pass
+    except (NotADirectoryError, OSError) as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        _remove_entry(parent, name)  # a symlink, a whiteout or a file where a directory goes
+    os.mkdir(name, 0o700, dir_fd=parent)
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    info = _lower_dir(lower)
+    if info is not None:  # an upper dir's owner and mode hide the box's: keep them equal
+        os.fchown(fd, info.st_uid, info.st_gid)
+        os.fchmod(fd, info.st_mode & 0o7777)
+    else:
+        os.fchmod(fd, 0o700 if name == ".ssh" else 0o755)
+    return fd
+
+
+def _lower_dir(path: Path) -> os.stat_result | None:
+    """The box's directory at path, if it is one (the box is labctl's, but links are not followed)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return info if stat.S_ISDIR(info.st_mode) else None
+
+
+def _remove_entry(parent: int, name: str) -> None:
+    """Remove name in parent without following it: a file, link or device, or a whole directory."""
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(name, dir_fd=parent)  # fd-based: never follows a link inside
+    else:
+        os.unlink(name, dir_fd=parent)

@@ -63,7 +63,8 @@ class Snapshots:
         if self.upper.exists():
             shutil.rmtree(self.upper)
         staged.rename(self.upper)
-        work = self.directory / "olwork"  # stale overlay state from the old upper dir
+        # Stale overlay state from the old upper dir (liblxc 5 puts the work dir beside upper/).
+        work = self.directory / "work"
         if work.exists():
             shutil.rmtree(work)
 

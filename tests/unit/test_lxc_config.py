@@ -95,6 +95,46 @@ def test_seed_writes_identity_with_the_box_owner_and_modes(tmp_path: Path) -> No
     check_golden("resolv.conf", (upper / "etc/resolv.conf").read_text())
 
 
+def test_seed_never_writes_through_links_planted_in_the_upper_dir(tmp_path: Path) -> None:
+    """Container root owns the upper dir between boots: links it plants there must not be followed.
+
+    The stand-ins play the host's /root/.ssh, an SSH host key, /etc and a whole directory tree.
+    """
+    lower, upper, host = tmp_path / "lower", tmp_path / "upper", tmp_path / "host"
+    for part in ("root", "etc/ssh", "etc/systemd/system"):
+        (lower / part).mkdir(parents=True)
+    host_ssh, host_etc = host / "root/.ssh", host / "etc"
+    host_ssh.mkdir(parents=True)
+    host_etc.mkdir()
+    (host_ssh / "authorized_keys").write_text("the host's own key\n")
+    host_key = host / "ssh_host_ed25519_key"
+    host_key.write_text("HOST SECRET\n")
+    (host_etc / "hostname").write_text("host\n")
+    (upper / "root").mkdir(parents=True)
+    (upper / "root/.ssh").symlink_to(host_ssh)  # a directory link on the way
+    (upper / "etc/ssh").mkdir(parents=True)
+    (upper / "etc/ssh/ssh_host_ed25519_key").symlink_to(host_key)  # a link where the file goes
+    (upper / "etc/cloud").symlink_to(host_etc)  # a link to a directory with files in it
+    (upper / "etc/hostname").symlink_to(host_etc / "hostname")
+    (upper / "etc/systemd").symlink_to(host)  # masking a unit must not land in host/system
+    before = {path: path.read_bytes() for path in host.rglob("*") if path.is_file()}
+    identity = Identity("cache", "demo.lab", (NIC,), "ssh-ed25519 AAAA lab", "PRIV\n", "ssh-ed25519 B")
+
+    seed(lower, upper, identity)
+
+    assert {path: path.read_bytes() for path in host.rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in host.rglob("*")) == sorted(
+        ["root", ".ssh", "authorized_keys", "ssh_host_ed25519_key", "etc", "hostname"]
+    )
+    for planted in ("root/.ssh", "etc/ssh/ssh_host_ed25519_key", "etc/cloud", "etc/hostname"):
+        assert not (upper / planted).is_symlink(), planted
+    assert (upper / "root/.ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA lab\n"
+    assert (upper / "etc/ssh/ssh_host_ed25519_key").read_text() == "PRIV\n"
+    assert (upper / "etc/hostname").read_text() == "cache\n"
+    unit = upper / "etc/systemd/system/systemd-remount-fs.service"
+    assert os.readlink(unit) == "/dev/null"
+
+
 def test_snapshot_save_restore_list_delete(tmp_path: Path) -> None:
     snapshots = Snapshots(tmp_path)
     (tmp_path / "upper" / "etc").mkdir(parents=True)
