@@ -76,6 +76,7 @@ class LabRunner:
         for kind in {m.kind for m in machines}:
             self.driver(kind).check_host([m for m in machines if m.kind is kind])
         self.context.state.ensure_dir()
+        self.context.prepare_data_dir()
         keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
         self._register_boxes(machines)
         if any(m.networks for m in machines):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
-from labctl.errors import LabctlError
+from labctl.errors import HostError, LabctlError
 
 STATE_DIR_NAME = ".labctl"
 
@@ -41,3 +43,22 @@ def inside(base: Path, *parts: str) -> Path:
     if target != root and root not in target.parents:
         raise LabctlError(f"path {'/'.join(parts)!r} leaves {root}")
     return target
+
+
+def own_dir(path: Path, mode: int, group: int = -1) -> Path:
+    """path as a directory of labctl's with exactly mode (whatever the umask or an earlier run).
+
+    Modes here are how other host users are kept out of a lab: 0711 where the qemu user or a
+    container's mapped root must pass through (search, never listing), 0700 or 0710 (group: the
+    one id that must pass) below. A link or a non-directory in the way is refused, never followed.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise HostError(f"{path} is not a directory", "move it away; labctl keeps a directory there")
+    if group != -1 and info.st_gid != group:
+        os.chown(path, -1, group, follow_symlinks=False)
+    if stat.S_IMODE(info.st_mode) != mode:
+        path.chmod(mode)
+    return path

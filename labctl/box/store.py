@@ -13,7 +13,9 @@
     └── .users/NAME/LAB.json  labs that use a box, so it is not removed under them
 
 Everything outside rootfs/ is world-readable (0755/0644): QEMU runs as libvirt-qemu and reads
-disk.qcow2 (as a backing file), vmlinuz and initrd.img directly.
+disk.qcow2 (as a backing file), vmlinuz and initrd.img directly. rootfs/ itself is 0700: it holds
+the box's setuid-root programs, and a box may come from anyone, so no other host user may reach
+them (containers see it through an overlay that root mounts, never through this path).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,7 +126,10 @@ class BoxStore:
             raise BoxError(
                 f"{meta_path} is corrupt: {exc}", f"labctl box remove {name} and rebuild it"
             ) from exc
-        return Box(name=name, path=box_dir, meta=meta, sha256=hashlib.sha256(data).hexdigest())
+        box = Box(name=name, path=box_dir, meta=meta, sha256=hashlib.sha256(data).hexdigest())
+        if box.rootfs is not None and os.geteuid() == 0:
+            _seal(box.rootfs)  # boxes installed by an older labctl left it 0755
+        return box
 
     def list(self) -> list[Box]:
         if not self.path.is_dir():
@@ -252,11 +258,19 @@ def _mkdirs(path: Path) -> None:
 
 
 def _publish_permissions(stage: Path) -> None:
-    """0755 for the box directory, 0644 for its files; rootfs/ keeps its own permissions."""
+    """0755 for the box directory, 0644 for its files, 0700 for rootfs/ (its tree keeps its own)."""
     stage.chmod(0o755)
     for entry in stage.iterdir():
         if entry.is_file() and not entry.is_symlink():
             entry.chmod(0o644)
+    _seal(stage / "rootfs")
+
+
+def _seal(rootfs: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        info = rootfs.lstat()
+        if stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) != 0o700:
+            rootfs.chmod(0o700)
 
 
 def _remove_tree(path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from labctl.errors import UsageError
 from labctl.labfile.models import Kind, Lab, Machine
-from labctl.paths import labctl_home
+from labctl.paths import labctl_home, own_dir
 from labctl.state import LabState
 
 if TYPE_CHECKING:
@@ -74,6 +74,16 @@ class LabContext:
     def data_dir(self) -> Path:
         """Disks, overlays and seeds: outside the user's tree so the qemu user can read them."""
         return labctl_home() / "labs" / self.lab.id
+
+    def prepare_data_dir(self, kind: str | None = None, mode: int = 0o711) -> Path:
+        """labs/<id>/ (and labs/<id>/<kind>/), search-only for others: the qemu user and mapped
+        container roots pass through, nobody lists. What lies below is 0700 unless it must not be.
+        """
+        home = labctl_home()
+        home.mkdir(parents=True, exist_ok=True)
+        own_dir(home / "labs", 0o711)
+        own_dir(self.data_dir, 0o711)
+        return own_dir(self.data_dir / kind, mode) if kind else self.data_dir
 
     @property
     def key_path(self) -> Path:

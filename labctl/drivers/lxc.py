@@ -28,7 +28,7 @@ from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.drivers.overlay import check_paths
 from labctl.errors import DriverError, HostError, MachineTimeout
 from labctl.labfile.models import Kind, Machine
-from labctl.paths import inside
+from labctl.paths import inside, own_dir
 from labctl.run import run, stream, which
 from labctl.seed import dns_domain, nic_plan
 from labctl.templating import render
@@ -114,7 +114,10 @@ class LxcDriver(Driver):
         lower = self._box_rootfs(machine)
         upper = directory / "upper"
         check_paths(lower, upper)
-        upper.mkdir(parents=True, exist_ok=True)
+        # Container root owns upper/ (and privileged, it is host root): nobody else may reach it.
+        self.context.prepare_data_dir("lxc")
+        own_dir(directory, 0o700)
+        upper.mkdir(exist_ok=True)
         seed(lower, upper, self._identity(machine))
         (directory / "config").write_text(self.config_text(machine, lower, upper))
 

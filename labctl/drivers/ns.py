@@ -3,7 +3,7 @@
 Layout of one machine, all under ctx.data_dir/ns/<machine>/:
 
     config.json     from templates/oci/config.json.j2
-    rootfs/         OverlayFS of the box's rootfs + upper/ (or the host's / bound read-only)
+    rootfs/         OverlayFS of the box's rootfs + upper/ (box-less: see labctl.drivers.host_view)
     upper/ work/    the overlay's writable layer and OverlayFS's scratch dir
     etc/            hostname, hosts and resolv.conf, bound read-only into the container
     console.log     the container's stdout/stderr and runc's own errors
@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import IO
 
 from labctl import addressing, netns
-from labctl.drivers import Driver, ExecResult, LabContext, MachineState
+from labctl.drivers import Driver, ExecResult, LabContext, MachineState, host_view
 from labctl.drivers.containers import Phases, container_name, create_or_undo, wait_until
 from labctl.drivers.oci import DEFAULT_COMMAND, ID_MAPPING, BundleSpec, config
-from labctl.drivers.overlay import bind_readonly, mount_overlay, owned_by, unmount
+from labctl.drivers.overlay import is_mounted, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
 from labctl.errors import DriverError, HostError
 from labctl.labfile.models import Kind, Machine, Namespace
-from labctl.paths import inside
+from labctl.paths import inside, own_dir
 from labctl.run import DEVNULL, PIPE, STDOUT, run, start, which
 from labctl.seed import dns_domain, nic_plan
 
@@ -123,11 +123,11 @@ class NsDriver(Driver):
     def _prepare_rootfs(self, machine: Machine) -> None:
         bundle = self.bundle(machine)
         rootfs = bundle / "rootfs"
-        if Namespace.USER in machine.namespaces:
-            bundle.mkdir(parents=True, exist_ok=True)
-            self._traversable(bundle)
+        self._private_bundle(machine)
         if machine.box is None:
-            bind_readonly(Path("/"), rootfs)
+            if is_mounted(rootfs):  # earlier labctl bound the host's whole / here
+                unmount(rootfs)
+            host_view.build_skeleton(rootfs, host_view.survey())
             return
         lower = self._box_rootfs(machine.box)
         upper = bundle / "upper"
@@ -137,13 +137,15 @@ class NsDriver(Driver):
             # keep host ownership and show up as nobody (runc 1.1 has no idmapped mounts).
             owned_by(upper, ID_MAPPING["hostID"], ID_MAPPING["hostID"])
 
-    def _traversable(self, bundle: Path) -> None:
-        """Let the mapped root (host uid 100000) pass through the lab's 0700 data dir to its bundle:
-        runc binds the rootfs from inside the user namespace. Search (x) only, never listing."""
-        for directory in (self.context.data_dir, bundle.parent, bundle):
-            mode = directory.stat().st_mode & 0o7777
-            if mode & 0o011 != 0o011:
-                directory.chmod(mode | 0o011)
+    def _private_bundle(self, machine: Machine) -> None:
+        """The bundle holds upper/, whose files container root owns (setuid ones too): 0700, so
+        no other host user reaches them. With a user namespace runc binds the rootfs as the
+        mapped root, so that one group (and only it) may pass: 0710."""
+        self.context.prepare_data_dir("ns")
+        if Namespace.USER in machine.namespaces:
+            own_dir(self.bundle(machine), 0o710, group=ID_MAPPING["hostID"])
+        else:
+            own_dir(self.bundle(machine), 0o700)
 
     def _box_rootfs(self, name: str) -> Path:
         rootfs = self.context.store.get(name).rootfs
@@ -163,11 +165,12 @@ class NsDriver(Driver):
     def _write_bundle(self, machine: Machine) -> None:
         bundle = self.bundle(machine)
         etc = bundle / "etc"
-        etc.mkdir(parents=True, exist_ok=True)
+        etc.mkdir(mode=0o755, exist_ok=True)
         for name, text in self._etc_files(machine).items():
             (etc / name).write_text(text)
             (etc / name).chmod(0o644)
-        spec = BundleSpec(self.container(machine), machine, machine.box is None, str(etc))
+        view = host_view.survey() if machine.box is None else None
+        spec = BundleSpec(self.container(machine), machine, view, str(etc))
         (bundle / "config.json").write_text(json.dumps(config(spec), indent=2) + "\n")
 
     def _etc_files(self, machine: Machine) -> dict[str, str]:

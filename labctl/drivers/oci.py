@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl import cgroups
+from labctl.drivers import host_view
+from labctl.drivers.host_view import HostView
 from labctl.errors import DriverError
 from labctl.labfile.models import Machine, Namespace
 from labctl.templating import render
@@ -52,8 +54,23 @@ OCI_NAMESPACE = {
 class BundleSpec:
     container_id: str
     machine: Machine
-    readonly: bool  # the host's root, bound read-only, when the machine names no box
+    host_view: HostView | None  # what of the host a box-less machine sees; None with a box
     etc_dir: str  # holds hosts, hostname and resolv.conf for the container
+
+
+# runc's defaults: kernel interfaces no container needs to read.
+MASKED_PROC = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+)
 
 
 def config(spec: BundleSpec) -> dict[str, Any]:
@@ -77,7 +94,7 @@ def _context(spec: BundleSpec) -> dict[str, Any]:
             "TERM=xterm",
         ],
         "capabilities": CAPABILITIES,
-        "readonly": spec.readonly,
+        "readonly": spec.host_view is not None,
         "hostname": machine.name if Namespace.UTS in spaces else None,
         "mounts": mounts(spec),
         "annotations": {"org.labctl.machine": machine.name, "org.labctl.id": spec.container_id},
@@ -85,6 +102,7 @@ def _context(spec: BundleSpec) -> dict[str, Any]:
         "cgroups_path": "/" + spec.container_id,
         "resources": cgroups.oci_resources(machine.cpus, machine.memory),
         "namespaces": namespaces(spec),
+        "masked_paths": [*MASKED_PROC, *(spec.host_view.masked if spec.host_view else ())],
     }
 
 
@@ -153,6 +171,8 @@ def mounts(spec: BundleSpec) -> list[dict[str, Any]]:
                 "options": ["nosuid", "noexec", "nodev", "ro"],
             }
         )
+    if spec.host_view is not None:
+        result += host_view.mounts()
     result += _etc_binds(spec)
     return result
 

@@ -1,4 +1,4 @@
-"""Host-side mounts of container root filesystems: OverlayFS over a box, or the host's root read-only.
+"""Host-side mounts of container root filesystems: OverlayFS over a box.
 
 Every function is idempotent so that a create killed half-way can be completed by the next one:
 mounting what is already mounted does nothing, unmounting what is not mounted does nothing.
@@ -41,7 +41,10 @@ def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     if is_mounted(target):
         return
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    # nosuid, nodev: the mount is visible on the host, and what container root planted in upper/
+    # (a setuid shell, a device node of a host disk) must not work through it for anyone. An ns
+    # machine runs as root and needs neither; its /dev is runc's own tmpfs.
+    options = f"nosuid,nodev,lowerdir={lower},upperdir={upper},workdir={work}"
     run(["mount", "-t", "overlay", "overlay", "-o", options, target], hint=_overlay_hint(lower))
 
 
@@ -57,14 +60,6 @@ def check_paths(*paths: Path) -> None:
 
 def _overlay_hint(lower: Path) -> str:
     return f"check that {lower} exists and that the kernel has overlay (modprobe overlay)"
-
-
-def bind_readonly(source: Path, target: Path) -> None:
-    """A non-recursive read-only bind of source at target (the host's / for box-less machines)."""
-    target.mkdir(parents=True, exist_ok=True)
-    if is_mounted(target):
-        return
-    run(["mount", "--bind", "-o", "ro", source, target])
 
 
 def unmount(target: Path) -> None:

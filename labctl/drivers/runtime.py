@@ -61,7 +61,7 @@ class Runtime:
         """`runc create`: detached, the container's stdio in a log file, no console; returns its pid.
 
         The process waits in the runtime until start(), so its namespaces can be set up first."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = start(
                 self._argv("create", "--bundle", bundle, "--pid-file", bundle / "init.pid", container),

@@ -96,7 +96,7 @@ class Provisioner:
         from labctl.provision.ansible import run_playbook
 
         return run_playbook(
-            self.context.data_dir / "ansible" / machine.name,
+            self.context.prepare_data_dir("ansible", 0o700) / machine.name,
             self.inventory(),
             step.playbook,
             machine.name,
@@ -110,7 +110,7 @@ class Provisioner:
 
         with self._inventory_lock:
             if self._inventory is None:
-                path = self.context.data_dir / "ansible" / "inventory.yml"
+                path = self.context.prepare_data_dir("ansible", 0o700) / "inventory.yml"
                 inventory.write(path, inventory.build(self.context, self.driver))
                 self._inventory = path
             return self._inventory

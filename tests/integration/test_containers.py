@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tests_support import free_subnet
 
-from labctl import cgroups
+from labctl import cgroups, paths
 from labctl.drivers import LabContext, MachineState
 from labctl.drivers.lxc import LxcDriver
 from labctl.drivers.ns import NsDriver
@@ -156,6 +156,58 @@ def test_hostnames_and_user_mapping(lab: Lab) -> None:
     pid = ns.init_pid(lab.machine("userns"))
     uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
     assert uid_map == ["0", "100000", "65536"]
+
+
+@pytest.mark.parametrize("name", ["netonly", "bare"])
+def test_a_box_less_machine_runs_host_programs_but_reads_no_host_secrets(lab: Lab, name: str) -> None:
+    """Its root keeps CAP_DAC_OVERRIDE, so only what is not mounted at all stays private."""
+    ns, machine = ns_driver(lab), lab.machine(name)
+
+    assert ns.run(machine, ["cat", "/etc/passwd"]).stdout.startswith("root:")  # host config: there
+    secrets = ["/etc/shadow", *map(str, Path("/etc/ssh").glob("ssh_host_*_key"))]
+    for secret in secrets:
+        result = ns.run(machine, ["cat", secret])
+        assert result.returncode == 0 and result.stdout == "", secret  # masked by /dev/null
+    data = ns.run(machine, ["find", "/root", "/home", "/var", "/srv", "/opt", "-mindepth", "1"])
+    assert data.returncode == 0 and data.stdout == ""
+    for host_path in (lab.root / ".labctl", paths.labctl_home()):  # this lab's keys, every lab's data
+        assert ns.run(machine, ["test", "-e", str(host_path)]).returncode == 1, host_path
+    assert ns.run(machine, ["touch", "/usr/labctl-probe"]).returncode != 0  # read-only
+    assert not Path("/usr/labctl-probe").exists()
+
+
+def as_nobody(program: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """program as another host user, the way a student sharing this host would try it.
+
+    Through sh: setpriv itself looks the program up while still root."""
+    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    argv = [*setpriv, "sh", "-c", 'exec "$0" "$@"', program, *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("name", ["sys", "full"])
+def test_a_setuid_file_planted_by_container_root_is_out_of_other_users_reach(lab: Lab, name: str) -> None:
+    """Container root (host root, for these two) leaves a setuid copy of id(1) in its own tree;
+    another host user must not reach it, through the upper dir or the host-side mount."""
+    driver = LxcDriver(LabContext(lab)) if name == "sys" else ns_driver(lab)
+    machine = lab.machine(name)
+    plant = driver.run(machine, ["sh", "-c", "cp /usr/bin/id /root/suid-id && chmod 4755 /root/suid-id"])
+    assert plant.returncode == 0, plant.stderr
+    if name == "sys":
+        planted = [LxcDriver(LabContext(lab)).directory(machine) / "upper/root/suid-id"]
+    else:
+        bundle = ns_driver(lab).bundle(machine)
+        planted = [bundle / "upper/root/suid-id", bundle / "rootfs/root/suid-id"]
+    # labs/ and labs/<id>/ let others pass (the qemu user must): the machine's own directory is
+    # what keeps them out, whichever kind of machine came first on this host.
+    for shared in (paths.labctl_home() / "labs", paths.labctl_home() / "labs" / lab.id):
+        assert shared.stat().st_mode & 0o777 == 0o711, shared
+    for path in planted:
+        assert path.stat().st_mode & 0o4000, path  # it is there, setuid, owned by host root
+        attempt = as_nobody(str(path), "-u")
+        assert attempt.returncode != 0 and attempt.stdout.strip() != "0", (path, attempt)
+        assert "Permission denied" in attempt.stderr, attempt.stderr
+    driver.run(machine, ["rm", "-f", "/root/suid-id"])
 
 
 def test_every_machine_reaches_every_other_by_name(lab: Lab) -> None:

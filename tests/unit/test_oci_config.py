@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from labctl.drivers.host_view import HostView
 from labctl.drivers.oci import BundleSpec, config, mounts, namespaces
 from labctl.labfile.models import Kind, Machine, Namespace
 
@@ -27,7 +28,8 @@ CASES = {
 
 def spec_for(case: str, **changes: object) -> BundleSpec:
     machine = dataclasses.replace(BASE, namespaces=CASES[case], **changes)  # type: ignore[arg-type]
-    return BundleSpec("labctl-demo-0a1b2c-probe", machine, readonly=True, etc_dir="/srv/ns/probe/etc")
+    view = HostView(masked=("/etc/gshadow", "/etc/shadow", "/etc/ssl/private"), links=(("bin", "usr/bin"),))
+    return BundleSpec("labctl-demo-0a1b2c-probe", machine, view, etc_dir="/srv/ns/probe/etc")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -12,7 +12,7 @@ from labctl.accel import Engine
 from labctl.errors import BoxError, HostError
 from labctl.labfile.models import DeviceProfile, Lab, Machine
 from labctl.libvirt_util import NAME_PREFIX
-from labctl.paths import inside
+from labctl.paths import inside, own_dir
 
 
 def domain_name(lab: Lab, machine: Machine) -> str:
@@ -55,12 +55,13 @@ class MachineFiles:
         return GuestPaths(str(self.overlay), str(self.seed), str(self.console_log))
 
     def prepare(self) -> None:
-        """Create the directory chain, each 0755 so the unprivileged qemu user can reach files."""
-        # labs/, labs/<lab id>/, vm/ and vm/<machine>/ are labctl's own: make them 0755 whatever
-        # the umask; the directories above them are only checked.
+        """Create the directory chain, each 0711: the qemu user passes through, nobody lists."""
+        # labs/, labs/<lab id>/, vm/ and vm/<machine>/ are labctl's own: make them 0711 whatever
+        # the umask (the files below are 0600, and libvirt hands them to qemu while it runs); the
+        # directories above them are only checked.
+        self.dir.parents[2].parent.mkdir(parents=True, exist_ok=True)
         for directory in (*reversed(self.dir.parents[:3]), self.dir):
-            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-            directory.chmod(0o755)
+            own_dir(directory, 0o711)
         check_traversable(self.dir)
 
 
