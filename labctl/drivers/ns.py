@@ -28,12 +28,13 @@ from typing import IO
 from labctl import addressing, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState
 from labctl.drivers.containers import Phases, container_name, create_or_undo, wait_until
-from labctl.drivers.oci import DEFAULT_COMMAND, ID_MAPPING, BundleSpec, config
+from labctl.drivers.oci import DEFAULT_COMMAND, BundleSpec, config
 from labctl.drivers.overlay import bind_readonly, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
 from labctl.errors import DriverError, HostError
+from labctl.idmap import Idmap, host_idmap, let_traverse, require_user_namespaces
 from labctl.labfile.models import Kind, Machine, Namespace
-from labctl.paths import inside
+from labctl.paths import inside, labctl_home
 from labctl.run import DEVNULL, PIPE, STDOUT, run, start, which
 from labctl.seed import dns_domain, nic_plan
 
@@ -76,10 +77,9 @@ class NsDriver(Driver):
     def check_host(self, machines: Sequence[Machine]) -> None:
         if not which(runtime_name()):
             raise HostError(f"{runtime_name()} not found", "install it with: apt-get install runc")
-        userns = Path("/proc/sys/user/max_user_namespaces")
-        wants_user = any(Namespace.USER in m.namespaces for m in machines)
-        if wants_user and userns.exists() and userns.read_text().strip() == "0":
-            raise HostError("user namespaces are disabled", "sysctl -w user.max_user_namespaces=15000")
+        if any(Namespace.USER in m.namespaces for m in machines):
+            require_user_namespaces()
+            host_idmap()  # root's subordinate range, or a HostError that says how to add one
 
     def create(self, machine: Machine) -> None:
         create_or_undo(
@@ -133,17 +133,20 @@ class NsDriver(Driver):
         upper = bundle / "upper"
         mount_overlay(lower, upper, bundle / "work", rootfs)
         if Namespace.USER in machine.namespaces:
-            # Container root is host uid 100000: it owns the overlay's top directory, box files
-            # keep host ownership and show up as nobody (runc 1.1 has no idmapped mounts).
-            owned_by(upper, ID_MAPPING["hostID"], ID_MAPPING["hostID"])
+            # Container root is root's subordinate uid (labctl.idmap): it owns the overlay's top
+            # directory, box files keep host ownership and show up as nobody (runc 1.1 has no
+            # idmapped mounts).
+            ids = host_idmap()
+            owned_by(upper, ids.uid, ids.gid)
 
     def _traversable(self, bundle: Path) -> None:
-        """Let the mapped root (host uid 100000) pass through the lab's 0700 data dir to its bundle:
-        runc binds the rootfs from inside the user namespace. Search (x) only, never listing."""
-        for directory in (self.context.data_dir, bundle.parent, bundle):
-            mode = directory.stat().st_mode & 0o7777
-            if mode & 0o011 != 0o011:
-                directory.chmod(mode | 0o011)
+        """Let the mapped root (root's subordinate uid) pass from LABCTL_HOME through the lab's
+        private data dir to its bundle: runc binds the rootfs from inside the user namespace.
+        Search (x) only, never listing."""
+        let_traverse(labctl_home(), bundle)
+
+    def _idmap(self, machine: Machine) -> Idmap | None:
+        return host_idmap() if Namespace.USER in machine.namespaces else None
 
     def _box_rootfs(self, name: str) -> Path:
         rootfs = self.context.store.get(name).rootfs
@@ -167,7 +170,9 @@ class NsDriver(Driver):
         for name, text in self._etc_files(machine).items():
             (etc / name).write_text(text)
             (etc / name).chmod(0o644)
-        spec = BundleSpec(self.container(machine), machine, machine.box is None, str(etc))
+        spec = BundleSpec(
+            self.container(machine), machine, machine.box is None, str(etc), self._idmap(machine)
+        )
         (bundle / "config.json").write_text(json.dumps(config(spec), indent=2) + "\n")
 
     def _etc_files(self, machine: Machine) -> dict[str, str]:

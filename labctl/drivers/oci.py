@@ -14,12 +14,11 @@ from typing import Any
 
 from labctl import cgroups
 from labctl.errors import DriverError
+from labctl.idmap import Idmap
 from labctl.labfile.models import Machine, Namespace
 from labctl.templating import render
 
 DEFAULT_COMMAND = ("sleep", "infinity")
-# Container root is host uid/gid 100000..165535: never a real host user, the usual subuid range.
-ID_MAPPING = {"containerID": 0, "hostID": 100000, "size": 65536}
 # Docker's default set: enough for package tools, ping and daemons, not for host administration.
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -54,6 +53,9 @@ class BundleSpec:
     machine: Machine
     readonly: bool  # the host's root, bound read-only, when the machine names no box
     etc_dir: str  # holds hosts, hostname and resolv.conf for the container
+    # With the user namespace: root's subordinate range (labctl.idmap), given so that the
+    # rendering stays a pure function of the spec.
+    idmap: Idmap | None = None
 
 
 def config(spec: BundleSpec) -> dict[str, Any]:
@@ -81,10 +83,22 @@ def _context(spec: BundleSpec) -> dict[str, Any]:
         "hostname": machine.name if Namespace.UTS in spaces else None,
         "mounts": mounts(spec),
         "annotations": {"org.labctl.machine": machine.name, "org.labctl.id": spec.container_id},
-        "id_mapping": ID_MAPPING if Namespace.USER in spaces else None,
+        **_id_mappings(spec),
         "cgroups_path": "/" + spec.container_id,
         "resources": cgroups.oci_resources(machine.cpus, machine.memory),
         "namespaces": namespaces(spec),
+    }
+
+
+def _id_mappings(spec: BundleSpec) -> dict[str, dict[str, int] | None]:
+    if Namespace.USER not in spec.machine.namespaces:
+        return {"uid_mapping": None, "gid_mapping": None}
+    if spec.idmap is None:
+        raise DriverError(f"{spec.machine.name} has a user namespace but no id range to map it to")
+    ids = spec.idmap
+    return {
+        "uid_mapping": {"containerID": 0, "hostID": ids.uid, "size": ids.size},
+        "gid_mapping": {"containerID": 0, "hostID": ids.gid, "size": ids.size},
     }
 
 

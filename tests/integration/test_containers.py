@@ -22,6 +22,7 @@ from labctl.drivers import LabContext, MachineState
 from labctl.drivers.lxc import LxcDriver
 from labctl.drivers.ns import NsDriver
 from labctl.drivers.overlay import mount_points
+from labctl.idmap import host_idmap
 from labctl.labfile import load_lab
 from labctl.labfile.models import Lab
 
@@ -154,8 +155,9 @@ def test_hostnames_and_user_mapping(lab: Lab) -> None:
     assert ns.run(lab.machine("netonly"), ["hostname"]).stdout.strip() == "netonly"
     assert ns.run(lab.machine("bare"), ["hostname"]).stdout.strip() == os.uname().nodename
     pid = ns.init_pid(lab.machine("userns"))
-    uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
-    assert uid_map == ["0", "100000", "65536"]
+    ids = host_idmap()  # root's own subordinate range, not a fixed one another user may hold
+    assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", str(ids.uid), "65536"]
+    assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", str(ids.gid), "65536"]
 
 
 def test_every_machine_reaches_every_other_by_name(lab: Lab) -> None:
