@@ -99,6 +99,9 @@ class LxcDriver(Driver):
         if any(not m.privileged and not self._created(m) for m in machines):
             require_user_namespaces()
             host_idmap()  # root's subordinate range, or a HostError that says how to add one
+        for machine in machines:  # at every up, running or not: the labfile asks for another mode
+            if self._created(machine):
+                self._warn_if_mismatched(machine, self.idmap(machine))
 
     def create(self, machine: Machine) -> None:
         create_or_undo(self, machine, self._bring_up, lambda: self._describe(machine))
@@ -125,7 +128,7 @@ class LxcDriver(Driver):
         return None if machine.privileged else host_idmap()
 
     def _warn_if_mismatched(self, machine: Machine, ids: Idmap | None) -> None:
-        if not self._created(machine) or (ids is None) == machine.privileged:
+        if (ids is None) == machine.privileged:
             return
         fix = f"labctl destroy {machine.name} && labctl up"
         if ids is None:
@@ -145,7 +148,6 @@ class LxcDriver(Driver):
 
     def _bring_up(self, machine: Machine, phases: Phases) -> None:
         """Each step checks what exists, so this also completes a create that was killed."""
-        self._warn_if_mismatched(machine, self.idmap(machine))
         if self.state(machine) is MachineState.PAUSED:
             run(self.lxc("lxc-unfreeze", machine))
         if self.state(machine) is not MachineState.RUNNING:
@@ -167,9 +169,12 @@ class LxcDriver(Driver):
         lower = self._lower(machine, ids)
         upper = directory / "upper"
         check_paths(lower, upper)
-        for path in (directory, upper, directory / "work"):
+        for path in (directory, directory / "work"):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)  # upper/ holds what container root planted: no host user may reach it
+        if not upper.exists():  # the container's / takes upper's mode (a shifted lower's is 0700)
+            upper.mkdir()
+            upper.chmod(0o755)
         owner = ROOT if ids is None else ids.shifted(0, 0)
         if ids is not None:
             self._hand_to_container_root(directory, owner)

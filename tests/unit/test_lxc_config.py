@@ -211,6 +211,7 @@ def test_an_unprivileged_machine_is_handed_to_container_root(home: Path, tmp_pat
     root = (1000000, 1000000)
     assert owner(directory) == root and directory.stat().st_mode & 0o777 == 0o700
     assert owner(directory / "upper") == root and owner(directory / "work") == root
+    assert (directory / "upper").stat().st_mode & 0o777 == 0o755  # the container's /, as the box's
     upper = directory / "upper"
     for seeded in ("root/.ssh/authorized_keys", "etc/ssh/ssh_host_ed25519_key", "etc/hostname"):
         assert owner(upper / seeded) == root, seeded  # host root's file would be nobody's inside
@@ -231,7 +232,7 @@ def test_an_unprivileged_machine_is_handed_to_container_root(home: Path, tmp_pat
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_a_privileged_machine_stays_privileged_whatever_the_labfile_says(
-    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     privileged = lab_driver(tmp_path, "    privileged: true\n")
     machine = privileged.lab.machine("cache")
@@ -252,10 +253,14 @@ def test_a_privileged_machine_stays_privileged_whatever_the_labfile_says(
     default._write(machine)
     assert configured_idmap((directory / "config").read_text()) is None
     assert owner(directory / "upper/etc/hostname") == (0, 0)
-    default._warn_if_mismatched(machine, default.idmap(machine))
+    monkeypatch.setattr("labctl.drivers.lxc.which", lambda program: f"/usr/bin/{program}")
+    capsys.readouterr()
+    default.check_host([machine])  # at every up, the machine running or not
     err = capsys.readouterr().err
     assert "cache runs privileged" in err and "labctl destroy cache && labctl up" in err
     assert default._describe(machine)["privileged"] is True
+    privileged.check_host([privileged.lab.machine("cache")])
+    assert "cache" not in capsys.readouterr().err  # asked for and got: nothing to say
 
 
 def test_seed_gives_files_and_new_dirs_to_the_owner(tmp_path: Path) -> None:
