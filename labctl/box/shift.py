@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import struct
+import tempfile
 from pathlib import Path
 
 from labctl import console
@@ -56,15 +57,20 @@ def ensure_shifted(store: BoxStore, box: Box, idmap: Idmap) -> Path:
         if target.is_dir():  # made by whoever held the lock before us
             return target
         with store.lock(box.name):  # and no build, import or removal of the box meanwhile
-            partial = target.with_name(f".{target.name}.partial")
-            if partial.exists() or partial.is_symlink():
-                shutil.rmtree(partial)
+            for stale in box.path.glob(f".{target.name}.partial-*"):
+                # A killed labctl's cp may live on and still write there: never reuse its dir.
+                shutil.rmtree(stale, ignore_errors=True)
+            partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=box.path))
             title = f"copying box {box.name} for unprivileged containers (host uid {idmap.uid})"
-            with console.step(title):
-                run(["cp", "-a", "--reflink=auto", "--no-target-directory", box.rootfs, partial])
-                shift_tree(partial, idmap)
-                partial.chmod(0o700)  # owned by container root now: it alone passes
-                partial.rename(target)
+            try:
+                with console.step(title):
+                    run(["cp", "-a", "--reflink=auto", "--no-target-directory", box.rootfs, partial])
+                    shift_tree(partial, idmap)
+                    partial.chmod(0o700)  # owned by container root now: it alone passes
+                    partial.rename(target)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
     return target
 
 

@@ -120,7 +120,7 @@ def make_box(store_path: Path) -> BoxStore:
 def test_ensure_shifted_makes_one_copy_beside_the_box(tmp_path: Path) -> None:
     store = make_box(tmp_path / "store")
     box = store.get("mini")
-    (box.path / f".{shifted_path(box, IDMAP).name}.partial").mkdir()  # a killed earlier attempt
+    (box.path / f".{shifted_path(box, IDMAP).name}.partial-x1y2").mkdir()  # a killed earlier attempt
     results: list[Path] = []
     threads = [
         threading.Thread(target=lambda: results.append(ensure_shifted(store, box, IDMAP))) for _ in range(3)
