@@ -141,6 +141,23 @@ def check_overlayfs() -> Check:
     )
 
 
+def check_subids() -> Check:
+    """Root's own subordinate ids: what unprivileged LXC machines and user namespaces map to."""
+    from labctl import idmap
+
+    try:
+        ids = idmap.host_idmap()
+    except LabctlError as exc:
+        return Check(
+            "subordinate ids", Status.WARN, f"{exc.message} (lxc machines need privileged: true)", exc.hint
+        )
+    return Check(
+        "subordinate ids",
+        Status.OK,
+        f"container root is host uid {ids.uid}, gid {ids.gid} ({ids.size} ids mapped)",
+    )
+
+
 def check_link_support() -> Check:
     """Create and delete a throwaway bridge and veth pair: the real test of the kernel's support."""
     tag = uuid.uuid4().hex[:8]

@@ -4,18 +4,21 @@
     ├── NAME/                 a complete box; exists only once everything in it is verified
     │   ├── box.json          name, version, checksums of every artefact, kernel cmdline...
     │   ├── rootfs/           containers' OverlayFS lower dir (absent for VM-only boxes)
+    │   ├── rootfs-shifted-U-G/  the same, owners moved up by U:G, for unprivileged LXC machines
     │   ├── rootfs.tar.zst    the same tree as one file, for checksums and export
     │   ├── disk.qcow2        the same tree as an ext4 disk labelled for root=LABEL=
     │   ├── vmlinuz           kernel and initrd for direct kernel boot
     │   └── initrd.img
     ├── .staging/             builds and imports in progress (same file system, so rename works)
     ├── .locks/NAME.lock      flock: one build, import or removal of a box at a time
+    ├── .locks/NAME.shift.lock  flock: one shifted copy made at a time (the others wait for it)
     └── .users/NAME/LAB.json  labs that use a box, so it is not removed under them
 
-Everything outside rootfs/ is world-readable (0755/0644): QEMU runs as libvirt-qemu and reads
-disk.qcow2 (as a backing file), vmlinuz and initrd.img directly. rootfs/ itself is 0700: it holds
-the box's setuid-root programs, and a box may come from anyone, so no other host user may reach
-them (containers see it through an overlay that root mounts, never through this path).
+Everything outside rootfs/ and rootfs-shifted-*/ is world-readable (0755/0644): QEMU runs as
+libvirt-qemu and reads disk.qcow2 (as a backing file), vmlinuz and initrd.img directly. rootfs/
+is 0700 (rootfs-shifted-*/ too, owned by container root): they hold the box's setuid programs,
+and a box may come from anyone, so no other host user may reach them (containers see them
+through an overlay that root or liblxc mounts, never through this path).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,7 @@ KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 ARTEFACTS = (ROOTFS_TAR, DISK, KERNEL, INITRD)
 META_FORMAT = 1
+SHIFTED_PREFIX = "rootfs-shifted-"
 
 
 @dataclass(frozen=True)
@@ -92,9 +97,15 @@ class Box:
         return kinds + (["lxc", "ns"] if self.rootfs is not None else [])
 
     @property
+    def shifted(self) -> list[Path]:
+        """Id-shifted copies of rootfs/ for unprivileged containers (labctl.box.shift)."""
+        return sorted(p for p in self.path.glob(f"{SHIFTED_PREFIX}*") if p.is_dir() and not p.is_symlink())
+
+    @property
     def size(self) -> int:
-        """Bytes on disk: the artefacts plus the unpacked root file system."""
-        return sum(int(a["size"]) for a in self.artefacts.values()) + int(self.meta.get("rootfs_bytes", 0))
+        """Bytes on disk: the artefacts, the unpacked root file system and its id-shifted copies."""
+        own = sum(int(a["size"]) for a in self.artefacts.values()) + int(self.meta.get("rootfs_bytes", 0))
+        return own + int(self.meta.get("rootfs_bytes", 0)) * len(self.shifted)
 
 
 def file_sha256(path: Path) -> str:
@@ -191,6 +202,29 @@ class BoxStore:
                     f"box {name} is being built, imported or removed by another labctl",
                     "wait for it to finish",
                 ) from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def waiting_lock(self, name: str, purpose: str, timeout: float = 600.0) -> Iterator[None]:
+        """Hold NAME.PURPOSE.lock, waiting for another holder (another up, or a thread of this one)
+        to finish; flock locks belong to one open file, so threads exclude each other too."""
+        lock_path = self.path / ".locks" / f"{validate_name(name)}.{purpose}.lock"
+        _mkdirs(lock_path.parent)
+        deadline = time.monotonic() + timeout
+        with open(lock_path, "a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise BoxError(
+                            f"box {name} is busy ({purpose}) for more than {timeout:g} s", "try again later"
+                        ) from None
+                    time.sleep(0.2)
             try:
                 yield
             finally:

@@ -40,6 +40,7 @@ def host_checks(uri: str = "qemu:///system") -> list[Check]:
         host.check_program("debootstrap", "debootstrap", ["debootstrap", "--version"]),
         host.check_cgroups(),
         host.check_overlayfs(),
+        host.check_subids(),
         host.check_link_support(),
     ]
 

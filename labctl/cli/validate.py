@@ -7,7 +7,7 @@ import json
 from collections import Counter
 
 from labctl.errors import LabfileError
-from labctl.labfile.models import Kind
+from labctl.labfile.models import Kind, Lab
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
                     "id": lab.id,
                     "machines": dict(counts),
                     "networks": [n.name for n in lab.networks],
+                    "privileged": _privileged(lab),
                 },
                 indent=2,
             )
@@ -43,8 +44,25 @@ def run(args: argparse.Namespace) -> int:
     kinds = ", ".join(f"{counts[kind]} {kind}" for kind in Kind if counts[kind])
     nets = len(lab.networks)
     print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}")
+    _warn_privileged(lab)
     _warn_missing_boxes(lab)
     return 0
+
+
+def _privileged(lab: Lab) -> list[str]:
+    return [m.name for m in lab.machines if m.privileged]
+
+
+def _warn_privileged(lab: Lab) -> None:
+    """Valid, but worth a line: in these machines container root is the host's root."""
+    from labctl import console
+
+    names = _privileged(lab)
+    if names:
+        console.warn(
+            f"privileged: {', '.join(names)} (privileged: true): their root is the host's root, "
+            "not an id-mapped user; drop the key unless a machine needs it"
+        )
 
 
 def _warn_missing_boxes(lab: object) -> None:

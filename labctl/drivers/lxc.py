@@ -3,6 +3,7 @@
 Layout, all under ctx.data_dir/lxc/ (the lxcpath every lxc-* call gets with -P, so labctl's
 containers never mix with the host's other ones):
 
+    <name>/                 0700; container root's when unprivileged (no other host user enters)
     <name>/config           from templates/lxc/config.j2
     <name>/upper/           the overlay's upper dir: this machine's changes and labctl's seed files
     <name>/work/            OverlayFS's work dir (liblxc names it)
@@ -11,24 +12,34 @@ containers never mix with the host's other ones):
 
 liblxc mounts the overlay inside the container's own mount namespace, so the host sees no mount
 and nothing is copied: the box stays the one lower layer of every container.
+
+Machines are unprivileged by default: container root is host uid U, the first of root's
+subordinate ids (labctl.idmap), and the lower layer is the box's rootfs with every owner moved up
+by U (labctl.box.shift), shared by every unprivileged machine of that box. `privileged: true`
+maps nothing: container root is host root. Which of the two a machine is stays as it was
+created: its config says (no lxc.idmap line: privileged), not the labfile of the day.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from labctl import addressing, cgroups, keys, netns
+from labctl import addressing, cgroups, console, keys, netns
+from labctl.box.shift import ensure_shifted
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
 from labctl.drivers.containers import Phases, container_name, create_or_undo, ssh_answers, wait_until
-from labctl.drivers.lxc_rootfs import Identity, Nic, seed
+from labctl.drivers.lxc_rootfs import ROOT, Identity, Nic, seed
 from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.drivers.overlay import check_paths
 from labctl.errors import DriverError, HostError, MachineTimeout
+from labctl.idmap import Idmap, host_idmap, let_traverse, require_user_namespaces
 from labctl.labfile.models import Kind, Machine
-from labctl.paths import inside, own_dir
+from labctl.paths import inside, labctl_home, own_dir
 from labctl.run import run, stream, which
 from labctl.seed import dns_domain, nic_plan
 from labctl.templating import render
@@ -37,6 +48,13 @@ READY_TIMEOUT = 120.0
 STATES = {"RUNNING": MachineState.RUNNING, "STOPPED": MachineState.STOPPED, "FROZEN": MachineState.PAUSED}
 ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
 _keys_lock = threading.Lock()  # ensure_keypair is not safe against itself in parallel threads
+_IDMAP_LINE = re.compile(r"^lxc\.idmap = ([ug]) 0 (\d+) (\d+)$", re.MULTILINE)
+
+
+def configured_idmap(config: str) -> Idmap | None:
+    """The id mapping of a written config; None when it has none (privileged)."""
+    starts = {kind: int(start) for kind, start, _size in _IDMAP_LINE.findall(config)}
+    return Idmap(starts["u"], starts["g"]) if "u" in starts and "g" in starts else None
 
 
 class LxcDriver(Driver):
@@ -78,14 +96,50 @@ class LxcDriver(Driver):
         for program in ("lxc-start", "lxc-attach", "lxc-info", "lxc-stop"):
             if not which(program):
                 raise HostError(f"{program} not found", "install liblxc's tools: apt-get install lxc")
+        if any(not m.privileged and not self._created(m) for m in machines):
+            require_user_namespaces()
+            host_idmap()  # root's subordinate range, or a HostError that says how to add one
+        for machine in machines:  # at every up, running or not: the labfile asks for another mode
+            if self._created(machine):
+                self._warn_if_mismatched(machine, self.idmap(machine))
 
     def create(self, machine: Machine) -> None:
-        create_or_undo(
-            self,
-            machine,
-            self._bring_up,
-            lambda: {"address": self.address(machine), "container": self.name(machine)},
-        )
+        create_or_undo(self, machine, self._bring_up, lambda: self._describe(machine))
+
+    def _describe(self, machine: Machine) -> dict[str, object]:
+        """What state.json records: also whether container root is host root, or which host uid."""
+        ids = self.idmap(machine)
+        return {
+            "address": self.address(machine),
+            "container": self.name(machine),
+            "privileged": ids is None,
+            "idmap": None if ids is None else {"uid": ids.uid, "gid": ids.gid, "size": ids.size},
+        }
+
+    def _created(self, machine: Machine) -> bool:
+        return (self.directory(machine) / "config").exists()
+
+    def idmap(self, machine: Machine) -> Idmap | None:
+        """The machine's id mapping, None when privileged: what its config says once created (its
+        files are owned accordingly), else what the labfile asks for with the host's range."""
+        config = self.directory(machine) / "config"
+        if config.exists():
+            return configured_idmap(config.read_text())
+        return None if machine.privileged else host_idmap()
+
+    def _warn_if_mismatched(self, machine: Machine, ids: Idmap | None) -> None:
+        if (ids is None) == machine.privileged:
+            return
+        fix = f"labctl destroy {machine.name} && labctl up"
+        if ids is None:
+            console.warn(
+                f"{machine.name} runs privileged (container root is host root): it was created so, by an "
+                f"older labctl or with privileged: true; to make it unprivileged: {fix}"
+            )
+        else:
+            console.warn(
+                f"{machine.name} stays unprivileged, as it was created; privileged: true needs {fix}"
+            )
 
     def start(self, machine: Machine) -> None:
         if not (self.directory(machine) / "config").exists():
@@ -111,22 +165,38 @@ class LxcDriver(Driver):
 
     def _write(self, machine: Machine) -> None:
         directory = self.directory(machine)
-        lower = self._box_rootfs(machine)
+        ids = self.idmap(machine)
+        lower = self._lower(machine, ids)
         upper = directory / "upper"
         check_paths(lower, upper)
-        # Container root owns upper/ (and privileged, it is host root): nobody else may reach it.
+        # upper/ holds what container root planted: no other host user may reach it.
         self.context.prepare_data_dir("lxc")
         own_dir(directory, 0o700)
-        upper.mkdir(exist_ok=True)
-        seed(lower, upper, self._identity(machine))
-        (directory / "config").write_text(self.config_text(machine, lower, upper))
+        (directory / "work").mkdir(mode=0o700, exist_ok=True)
+        if not upper.exists():  # the container's / takes upper's mode (a shifted lower's is 0700)
+            upper.mkdir()
+            upper.chmod(0o755)
+        owner = ROOT if ids is None else ids.shifted(0, 0)
+        if ids is not None:
+            self._hand_to_container_root(directory, owner)
+        seed(lower, upper, self._identity(machine), owner)
+        (directory / "config").write_text(self.config_text(machine, lower, upper, ids))
 
-    def config_text(self, machine: Machine, lower: Path, upper: Path) -> str:
+    def _hand_to_container_root(self, directory: Path, owner: tuple[int, int]) -> None:
+        """liblxc mounts the overlay as container root, from inside its user namespace: it must
+        reach the container dir (search only on the way) and own upper/ and work/ (copy-up writes
+        there as the mounter). The container dir is its own, still 0700: no other host user gets in."""
+        let_traverse(labctl_home(), self.lxcpath)
+        for path in (directory, directory / "upper", directory / "work"):
+            os.chown(path, *owner, follow_symlinks=False)
+
+    def config_text(self, machine: Machine, lower: Path, upper: Path, ids: Idmap | None) -> str:
         return render(
             "lxc/config.j2",
             machine=machine.name,
             lab_id=self.lab.id,
             hostname=machine.name,
+            idmap=ids,
             lower=str(lower),
             upper=str(upper),
             log=str(upper.parent / "lxc.log"),
@@ -134,15 +204,16 @@ class LxcDriver(Driver):
             nics=self.nics(machine),
         )
 
-    def _box_rootfs(self, machine: Machine) -> Path:
+    def _lower(self, machine: Machine, ids: Idmap | None) -> Path:
+        """The box's rootfs; for an unprivileged machine its copy with owners shifted by ids."""
         if machine.box is None:
             raise DriverError(f"{machine.name} names no box", "lxc machines need a box: add `box: debian-12`")
-        rootfs = self.context.store.get(machine.box).rootfs
-        if rootfs is None:
+        box = self.context.store.get(machine.box)
+        if box.rootfs is None:
             raise DriverError(
                 f"box {machine.box} has no rootfs for containers", f"labctl box build {machine.box}"
             )
-        return rootfs
+        return box.rootfs if ids is None else ensure_shifted(self.context.store, box, ids)
 
     def _identity(self, machine: Machine) -> Identity:
         with _keys_lock:

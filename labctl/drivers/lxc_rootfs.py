@@ -19,9 +19,10 @@ from pathlib import Path, PurePosixPath
 
 from labctl.templating import render
 
-# Units that only fail in a container (there is no root block device to remount), turning
-# `systemctl is-system-running` into "degraded" for nothing.
-MASKED = ("systemd-remount-fs.service",)
+# Units that only fail in a container, turning `systemctl is-system-running` into "degraded" for
+# nothing: there is no root block device to remount, and an unprivileged container may not mount
+# debugfs (nor should a privileged one see the host's).
+MASKED = ("systemd-remount-fs.service", "sys-kernel-debug.mount")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,15 @@ class Identity:
     host_public: str
 
 
-def seed(lower: Path, upper: Path, identity: Identity) -> None:
+ROOT = (0, 0)  # container root as host ids, privileged
+
+
+def seed(lower: Path, upper: Path, identity: Identity, owner: tuple[int, int] = ROOT) -> None:
+    """Write the identity into upper, every file owned by container root (owner, as host ids).
+
+    In an unprivileged container a file of host root would show up as nobody's: even container
+    root could not change it, and sshd would refuse a host key it does not own.
+    """
     files: dict[str, tuple[str, int]] = {
         "etc/hostname": (identity.hostname + "\n", 0o644),
         "etc/hosts": (_hosts(identity), 0o644),
@@ -63,9 +72,9 @@ def seed(lower: Path, upper: Path, identity: Identity) -> None:
         resolv = render("lxc/resolv.conf.j2", gateway=identity.nics[0].gateway, domain=identity.domain)
         files["etc/resolv.conf"] = (resolv, 0o644)
     for relative, (text, mode) in files.items():
-        write(lower, upper, relative, text, mode)
+        write(lower, upper, relative, text, mode, owner)
     for unit in MASKED:
-        mask(lower, upper, unit)
+        mask(lower, upper, unit, owner)
 
 
 def _hosts(identity: Identity) -> str:
@@ -73,8 +82,11 @@ def _hosts(identity: Identity) -> str:
     return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{own}\t{identity.hostname}\n"
 
 
-def write(lower: Path, upper: Path, relative: str, text: str, mode: int) -> None:
-    """upper/relative, its parent dirs made with the owner and mode they have in the box.
+def write(
+    lower: Path, upper: Path, relative: str, text: str, mode: int, owner: tuple[int, int] = ROOT
+) -> None:
+    """upper/relative, owned by owner, its parent dirs made with the owner and mode they have in
+    the box (or owner's, 0755, where the box has none).
 
     The upper dir is the container's own: its root may have planted symlinks anywhere in it (a
     link at root/.ssh would turn labctl's write into one of the host's /root/.ssh). So every
@@ -82,36 +94,38 @@ def write(lower: Path, upper: Path, relative: str, text: str, mode: int) -> None
     directory on the way, or sits where the file goes, is removed (never followed) first.
     """
     relative_path = PurePosixPath(relative)
-    with _parent_fd(lower, upper, relative_path.parent) as parent:
+    with _parent_fd(lower, upper, relative_path.parent, owner) as parent:
         name = relative_path.name
         _remove_entry(parent, name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, mode, dir_fd=parent)
         with os.fdopen(fd, "w") as handle:
+            os.fchown(handle.fileno(), *owner)
             os.fchmod(handle.fileno(), mode)  # O_CREAT's mode is masked by umask
             handle.write(text)
 
 
-def mask(lower: Path, upper: Path, unit: str) -> None:
+def mask(lower: Path, upper: Path, unit: str, owner: tuple[int, int] = ROOT) -> None:
     """systemctl mask, done from outside: a unit file linked to /dev/null."""
     relative = PurePosixPath("etc/systemd/system") / unit
-    with _parent_fd(lower, upper, relative.parent) as parent:
+    with _parent_fd(lower, upper, relative.parent, owner) as parent:
         with contextlib.suppress(OSError):
             if os.readlink(relative.name, dir_fd=parent) == "/dev/null":
                 return
         _remove_entry(parent, relative.name)
         os.symlink("/dev/null", relative.name, dir_fd=parent)
+        os.chown(relative.name, *owner, dir_fd=parent, follow_symlinks=False)
 
 
 @contextlib.contextmanager
-def _parent_fd(lower: Path, upper: Path, relative: PurePosixPath) -> Iterator[int]:
+def _parent_fd(lower: Path, upper: Path, relative: PurePosixPath, owner: tuple[int, int]) -> Iterator[int]:
     """An fd of upper/relative, each directory on the way made like the box's and never a link."""
     fd = os.open(upper, _DIR_FLAGS)
     try:
         current_lower = lower
         for part in relative.parts:
             current_lower = current_lower / part
-            child = _open_or_make_dir(fd, part, current_lower)
+            child = _open_or_make_dir(fd, part, current_lower, owner)
             os.close(fd)
             fd = child
         yield fd
@@ -122,7 +136,7 @@ def _parent_fd(lower: Path, upper: Path, relative: PurePosixPath) -> Iterator[in
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _open_or_make_dir(parent: int, name: str, lower: Path) -> int:
+def _open_or_make_dir(parent: int, name: str, lower: Path, owner: tuple[int, int]) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent)
     except FileNotFoundError:
@@ -135,9 +149,10 @@ def _open_or_make_dir(parent: int, name: str, lower: Path) -> int:
     fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
     info = _lower_dir(lower)
     if info is not None:  # an upper dir's owner and mode hide the box's: keep them equal
-        os.fchown(fd, info.st_uid, info.st_gid)
+        os.fchown(fd, info.st_uid, info.st_gid)  # the lower of an unprivileged one is shifted
         os.fchmod(fd, info.st_mode & 0o7777)
     else:
+        os.fchown(fd, *owner)
         os.fchmod(fd, 0o700 if name == ".ssh" else 0o755)
     return fd
 

@@ -28,10 +28,11 @@ from typing import IO
 from labctl import addressing, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, host_view
 from labctl.drivers.containers import Phases, container_name, create_or_undo, wait_until
-from labctl.drivers.oci import DEFAULT_COMMAND, ID_MAPPING, BundleSpec, config
+from labctl.drivers.oci import DEFAULT_COMMAND, BundleSpec, config
 from labctl.drivers.overlay import is_mounted, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
 from labctl.errors import DriverError, HostError
+from labctl.idmap import Idmap, host_idmap, require_user_namespaces
 from labctl.labfile.models import Kind, Machine, Namespace
 from labctl.paths import inside, own_dir
 from labctl.run import DEVNULL, PIPE, STDOUT, run, start, which
@@ -76,10 +77,9 @@ class NsDriver(Driver):
     def check_host(self, machines: Sequence[Machine]) -> None:
         if not which(runtime_name()):
             raise HostError(f"{runtime_name()} not found", "install it with: apt-get install runc")
-        userns = Path("/proc/sys/user/max_user_namespaces")
-        wants_user = any(Namespace.USER in m.namespaces for m in machines)
-        if wants_user and userns.exists() and userns.read_text().strip() == "0":
-            raise HostError("user namespaces are disabled", "sysctl -w user.max_user_namespaces=15000")
+        if any(Namespace.USER in m.namespaces for m in machines):
+            require_user_namespaces()
+            host_idmap()  # root's subordinate range, or a HostError that says how to add one
 
     def create(self, machine: Machine) -> None:
         create_or_undo(
@@ -133,19 +133,26 @@ class NsDriver(Driver):
         upper = bundle / "upper"
         mount_overlay(lower, upper, bundle / "work", rootfs)
         if Namespace.USER in machine.namespaces:
-            # Container root is host uid 100000: it owns the overlay's top directory, box files
-            # keep host ownership and show up as nobody (runc 1.1 has no idmapped mounts).
-            owned_by(upper, ID_MAPPING["hostID"], ID_MAPPING["hostID"])
+            # Container root is root's subordinate uid (labctl.idmap): it owns the overlay's top
+            # directory, box files keep host ownership and show up as nobody (runc 1.1 has no
+            # idmapped mounts).
+            ids = host_idmap()
+            owned_by(upper, ids.uid, ids.gid)
 
     def _private_bundle(self, machine: Machine) -> None:
         """The bundle holds upper/, whose files container root owns (setuid ones too): 0700, so
         no other host user reaches them. With a user namespace runc binds the rootfs as the
-        mapped root, so that one group (and only it) may pass: 0710."""
+        mapped root (root's subordinate ids, labctl.idmap), so that one group, and only it, may
+        pass: 0710."""
         self.context.prepare_data_dir("ns")
-        if Namespace.USER in machine.namespaces:
-            own_dir(self.bundle(machine), 0o710, group=ID_MAPPING["hostID"])
+        ids = self._idmap(machine)
+        if ids is not None:
+            own_dir(self.bundle(machine), 0o710, group=ids.gid)
         else:
             own_dir(self.bundle(machine), 0o700)
+
+    def _idmap(self, machine: Machine) -> Idmap | None:
+        return host_idmap() if Namespace.USER in machine.namespaces else None
 
     def _box_rootfs(self, name: str) -> Path:
         rootfs = self.context.store.get(name).rootfs
@@ -170,7 +177,7 @@ class NsDriver(Driver):
             (etc / name).write_text(text)
             (etc / name).chmod(0o644)
         view = host_view.survey() if machine.box is None else None
-        spec = BundleSpec(self.container(machine), machine, view, str(etc))
+        spec = BundleSpec(self.container(machine), machine, view, str(etc), self._idmap(machine))
         (bundle / "config.json").write_text(json.dumps(config(spec), indent=2) + "\n")
 
     def _etc_files(self, machine: Machine) -> dict[str, str]:

@@ -16,12 +16,11 @@ from labctl import cgroups
 from labctl.drivers import host_view
 from labctl.drivers.host_view import HostView
 from labctl.errors import DriverError
+from labctl.idmap import Idmap
 from labctl.labfile.models import Machine, Namespace
 from labctl.templating import render
 
 DEFAULT_COMMAND = ("sleep", "infinity")
-# Container root is host uid/gid 100000..165535: never a real host user, the usual subuid range.
-ID_MAPPING = {"containerID": 0, "hostID": 100000, "size": 65536}
 # Docker's default set: enough for package tools, ping and daemons, not for host administration.
 CAPABILITIES = [
     "CAP_CHOWN",
@@ -56,6 +55,9 @@ class BundleSpec:
     machine: Machine
     host_view: HostView | None  # what of the host a box-less machine sees; None with a box
     etc_dir: str  # holds hosts, hostname and resolv.conf for the container
+    # With the user namespace: root's subordinate range (labctl.idmap), given so that the
+    # rendering stays a pure function of the spec.
+    idmap: Idmap | None = None
 
 
 # runc's defaults: kernel interfaces no container needs to read.
@@ -98,11 +100,23 @@ def _context(spec: BundleSpec) -> dict[str, Any]:
         "hostname": machine.name if Namespace.UTS in spaces else None,
         "mounts": mounts(spec),
         "annotations": {"org.labctl.machine": machine.name, "org.labctl.id": spec.container_id},
-        "id_mapping": ID_MAPPING if Namespace.USER in spaces else None,
+        **_id_mappings(spec),
         "cgroups_path": "/" + spec.container_id,
         "resources": cgroups.oci_resources(machine.cpus, machine.memory),
         "namespaces": namespaces(spec),
         "masked_paths": [*MASKED_PROC, *(spec.host_view.masked if spec.host_view else ())],
+    }
+
+
+def _id_mappings(spec: BundleSpec) -> dict[str, dict[str, int] | None]:
+    if Namespace.USER not in spec.machine.namespaces:
+        return {"uid_mapping": None, "gid_mapping": None}
+    if spec.idmap is None:
+        raise DriverError(f"{spec.machine.name} has a user namespace but no id range to map it to")
+    ids = spec.idmap
+    return {
+        "uid_mapping": {"containerID": 0, "hostID": ids.uid, "size": ids.size},
+        "gid_mapping": {"containerID": 0, "hostID": ids.gid, "size": ids.size},
     }
 
 

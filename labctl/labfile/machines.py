@@ -24,7 +24,7 @@ from labctl.labfile.provision import ProvisionChecker
 COMMON_KEYS = ["kind", "box", "cpus", "memory", "networks", "provision", "groups"]
 KIND_KEYS: dict[Kind, list[str]] = {
     Kind.VM: ["disk", "devices", "accel", "libvirt_uri"],
-    Kind.LXC: [],
+    Kind.LXC: ["privileged"],
     Kind.NS: ["namespaces", "command"],
 }
 ALL_MACHINE_KEYS = COMMON_KEYS + [k for keys in KIND_KEYS.values() for k in keys]
@@ -122,6 +122,8 @@ class MachineBuilder:
         }
         if kind is Kind.VM:
             fields.update(self._vm_fields(s))
+        elif kind is Kind.LXC:
+            fields["privileged"] = self._get(s, "privileged", values.boolean, False)
         elif kind is Kind.NS:
             fields.update(self._ns_fields(s, fields["networks"]))
         if kind in (Kind.VM, Kind.LXC) and fields["box"] is None and "box" not in s:

@@ -114,6 +114,8 @@ class Machine:
     devices: DeviceProfile = DeviceProfile.PARAVIRTUAL
     accel: Accel = Accel.AUTO
     libvirt_uri: str | None = None
+    # lxc only: no id mapping, container root is host root (see labctl.idmap)
+    privileged: bool = False
     # ns only
     namespaces: frozenset[Namespace] = field(default_factory=frozenset)
     command: tuple[str, ...] = ()

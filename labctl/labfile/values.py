@@ -57,6 +57,12 @@ def integer(value: Any, low: int, high: int) -> int:
     return value
 
 
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {kind_of(value)}")
+    return value
+
+
 def text(value: Any, what: str = "text") -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected {what}, got {kind_of(value)}")

@@ -7,6 +7,7 @@ that the host keeps no trace of it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from labctl.drivers import LabContext, MachineState
 from labctl.drivers.lxc import LxcDriver
 from labctl.drivers.ns import NsDriver
 from labctl.drivers.overlay import mount_points
+from labctl.idmap import host_idmap
 from labctl.labfile import load_lab
 from labctl.labfile.models import Lab
 
@@ -91,6 +93,7 @@ def labfile(subnet: str) -> str:
           lan: {{cidr: {subnet}, mode: isolated}}
         machines:
           sys: {{kind: lxc, box: debian-12, cpus: 1, memory: 256M, networks: [lan]}}
+          priv: {{kind: lxc, box: debian-12, memory: 128M, networks: [lan], privileged: true}}
           full: {{kind: ns, box: debian-12, cpus: 1, memory: 64M, namespaces: [pid, net, uts, ipc, mnt], networks: [lan]}}
           userns: {{kind: ns, box: debian-12, memory: 64M, namespaces: [pid, net, uts, ipc, mnt, user], networks: [lan]}}
           netonly: {{kind: ns, memory: 32M, namespaces: [net, uts, mnt], networks: [lan]}}
@@ -154,8 +157,25 @@ def test_hostnames_and_user_mapping(lab: Lab) -> None:
     assert ns.run(lab.machine("netonly"), ["hostname"]).stdout.strip() == "netonly"
     assert ns.run(lab.machine("bare"), ["hostname"]).stdout.strip() == os.uname().nodename
     pid = ns.init_pid(lab.machine("userns"))
-    uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
-    assert uid_map == ["0", "100000", "65536"]
+    ids = host_idmap()  # root's own subordinate range, not a fixed one another user may hold
+    assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", str(ids.uid), "65536"]
+    assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", str(ids.gid), "65536"]
+
+
+def test_lxc_root_is_an_id_mapped_host_uid_unless_privileged(lab: Lab) -> None:
+    """Container root as the host sees it: root's subordinate uid, host root only when asked for."""
+    lxc = LxcDriver(LabContext(lab))
+    records = json.loads((lab.root / ".labctl" / "state.json").read_text())["machines"]
+    for name, uid in (("sys", host_idmap().uid), ("priv", 0)):
+        machine = lab.machine(name)
+        pid = lxc.init_pid(machine)
+        status = Path(f"/proc/{pid}/status").read_text()
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        assert uids == [str(uid)] * 4, name
+        assert records[name]["privileged"] is (uid == 0)
+        booted = lxc.run(machine, ["systemctl", "is-system-running", "--wait"], timeout=120).stdout.strip()
+        failed = lxc.run(machine, ["systemctl", "--failed", "--no-legend"]).stdout
+        assert booted == "running", f"{name}: {booted}: {failed}"
 
 
 @pytest.mark.parametrize("name", ["netonly", "bare"])

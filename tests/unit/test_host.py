@@ -34,6 +34,7 @@ def test_doctor_reports_every_probe_and_the_kvm_verdict(labdir: Path, cli: Calla
         "cgroups",
         "overlayfs",
         "bridge/veth",
+        "subordinate ids",
     }
     assert set(checks) == expected
     usable, why = kvm_usable()

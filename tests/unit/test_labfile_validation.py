@@ -98,6 +98,14 @@ def test_every_problem_is_reported_at_once_with_positions(
             "machines.c.devices: applies only to vm machines, not lxc",
         ),
         (
+            "machines: {p: {kind: ns, privileged: true}}",
+            "machines.p.privileged: applies only to lxc machines, not ns",
+        ),
+        (
+            "machines: {c: {kind: lxc, box: b, privileged: 'yes'}}",
+            "machines.c.privileged: expected true or false, got text 'yes'",
+        ),
+        (
             "machines: {web: {kind: vm, box: b, devices: virtio}}",
             "machines.web.devices: expected one of paravirtual | emulated, got 'virtio'",
         ),
@@ -345,3 +353,31 @@ def test_output_as_json(write_labfile: Callable[[str], Path], capsys: pytest.Cap
     assert data["valid"] is False
     assert data["problems"][0]["path"] == "machines.p.cpus"
     assert (data["problems"][0]["line"], data["problems"][0]["column"]) == (1, 32)
+
+
+def test_privileged_lxc_machines_are_valid_but_reported(
+    write_labfile: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """privileged: true is a choice validate lets through (exit 0) and names, every time."""
+    write_labfile(
+        "defaults: {box: debian-12, privileged: true}\n"
+        "machines:\n"
+        "  old: {kind: lxc}\n"
+        "  new: {kind: lxc, privileged: false}\n"
+        "  legacy: {kind: lxc}\n"
+        "  probe: {kind: ns}\n"
+    )
+    code, err, out = validate(capsys)
+    assert code == 0
+    assert out.startswith("ok: lab ")
+    warnings = [line for line in err if "privileged" in line]
+    assert len(warnings) == 1, err
+    assert "old, legacy (privileged: true)" in warnings[0] and "new" not in warnings[0].split("(")[0]
+    assert "host's root" in warnings[0]
+    import json
+
+    assert main(["validate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["privileged"] == ["old", "legacy"]
+    write_labfile("machines: {c: {kind: lxc, box: debian-12}}\n")
+    code, err, _ = validate(capsys)
+    assert code == 0 and not [line for line in err if "privileged" in line]

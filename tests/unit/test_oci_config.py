@@ -11,10 +11,14 @@ import pytest
 
 from labctl.drivers.host_view import HostView
 from labctl.drivers.oci import BundleSpec, config, mounts, namespaces
+from labctl.errors import DriverError
+from labctl.idmap import Idmap
 from labctl.labfile.models import Kind, Machine, Namespace
 
 GOLDEN = Path(__file__).parent / "golden" / "oci"
 REGENERATE = os.environ.get("LABCTL_REGENERATE_GOLDEN") == "1"
+# What scripts/setup-host gives root on a Debian host; a fixed value keeps the golden files stable.
+IDMAP = Idmap(1000000, 1000000)
 BASE = Machine(name="probe", kind=Kind.NS, box=None, cpus=1, memory=64 * 1024**2, command=())
 CASES = {
     "default": frozenset({Namespace.PID, Namespace.NET, Namespace.UTS, Namespace.IPC, Namespace.MNT}),
@@ -29,7 +33,7 @@ CASES = {
 def spec_for(case: str, **changes: object) -> BundleSpec:
     machine = dataclasses.replace(BASE, namespaces=CASES[case], **changes)  # type: ignore[arg-type]
     view = HostView(masked=("/etc/gshadow", "/etc/shadow", "/etc/ssl/private"), links=(("bin", "usr/bin"),))
-    return BundleSpec("labctl-demo-0a1b2c-probe", machine, view, etc_dir="/srv/ns/probe/etc")
+    return BundleSpec("labctl-demo-0a1b2c-probe", machine, view, etc_dir="/srv/ns/probe/etc", idmap=IDMAP)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -49,11 +53,16 @@ def test_exactly_the_declared_namespaces_are_new(case: str) -> None:
     assert {names[entry["type"]] for entry in entries} == {str(n) for n in CASES[case]}
 
 
-def test_user_namespace_maps_root_to_an_unprivileged_range() -> None:
-    linux = config(spec_for("user"))["linux"]
-    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    assert linux["gidMappings"] == linux["uidMappings"]
+def test_user_namespace_maps_root_to_roots_subordinate_range() -> None:
+    """The range comes from the host (labctl.idmap), never a fixed 100000 that Debian gives its
+    first user: that user would own the container's files."""
+    spec = dataclasses.replace(spec_for("user"), idmap=Idmap(3000000, 4000000))
+    linux = config(spec)["linux"]
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 3000000, "size": 65536}]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": 4000000, "size": 65536}]
     assert "uidMappings" not in config(spec_for("default"))["linux"]
+    with pytest.raises(DriverError):
+        config(dataclasses.replace(spec, idmap=None))
 
 
 def test_mounts_the_user_namespace_may_not_make_become_binds() -> None:

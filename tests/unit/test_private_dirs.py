@@ -11,9 +11,10 @@ from test_box_store import fake_box
 
 from labctl.box import BoxStore
 from labctl.drivers import LabContext, overlay
+from labctl.drivers import ns as ns_module
 from labctl.drivers.ns import NsDriver
-from labctl.drivers.oci import ID_MAPPING
 from labctl.errors import HostError
+from labctl.idmap import Idmap
 from labctl.labfile import load_lab
 from labctl.paths import own_dir
 
@@ -67,14 +68,17 @@ def test_lab_data_dirs_let_others_pass_but_never_list(context: LabContext) -> No
     assert mode(ansible) == 0o700
 
 
-def test_ns_bundles_are_private_and_a_mapped_root_gets_search_by_group(context: LabContext) -> None:
+def test_ns_bundles_are_private_and_a_mapped_root_gets_search_by_group(
+    context: LabContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ns_module, "host_idmap", lambda: Idmap(1_000_000, 1_000_000))
     driver = NsDriver(context)
     plain, mapped = context.lab.machine("plain"), context.lab.machine("mapped")
     driver._private_bundle(plain)
     driver._private_bundle(mapped)
     assert mode(driver.bundle(plain)) == 0o700
     assert mode(driver.bundle(mapped)) == 0o710
-    assert driver.bundle(mapped).stat().st_gid == ID_MAPPING["hostID"]
+    assert driver.bundle(mapped).stat().st_gid == 1_000_000
     assert mode(driver.bundle(plain).parent) == 0o711
 
 
