@@ -1,14 +1,17 @@
 """The host ids that root and users of an unprivileged container become: root's subordinate range.
 
-Container uid 0..65535 is host uid start..start+65535 (gid likewise), for unprivileged LXC
-machines and ns machines with a user namespace alike. The range is the one /etc/subuid and
+Root's range holds two blocks of 65536 ids. Container uid 0..65535 of an unprivileged LXC
+machine is host uid start..start+65535 (gid likewise); that of an ns machine with a user
+namespace is the next block, start+65536 up. The range is the one /etc/subuid and
 /etc/subgid give root: newuidmap/newgidmap (which liblxc uses when the uidmap package is
 installed) allow root nothing else, and the files are the host's register of who owns which ids.
 A range that overlaps another user's subordinate ids, or a host account, would let that user act
 as container root on the container's files; it is refused, never used.
 
-All unprivileged containers share the one range (like LXD without security.idmap.isolated):
-their pid namespaces keep them from signalling or tracing each other.
+All unprivileged LXC machines share one block (like LXD without security.idmap.isolated): their
+pid namespaces keep them from signalling or tracing each other. ns machines get a block of their
+own because one may keep the host's pid namespace (`namespaces: [mnt, user]`): sharing the LXC
+block, its root would be the same host uid as every LXC machine's processes, and could signal them.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from pathlib import Path
 from labctl.errors import HostError
 
 SIZE = 65536  # container ids 0..65535: what a distribution's accounts and nobody (65534) need
+NEED = 2 * SIZE  # one block for LXC machines, one for ns machines
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
 FIRST = 1_000_000  # where scripts/setup-host starts looking; Debian gives users 100000 up
 HINT = (
     f"give root a range of its own (scripts/setup-host does): usermod --add-subuids "
-    f"{FIRST}-{FIRST + SIZE - 1} --add-subgids {FIRST}-{FIRST + SIZE - 1} root"
+    f"{FIRST}-{FIRST + NEED - 1} --add-subgids {FIRST}-{FIRST + NEED - 1} root"
 )
 
 
@@ -71,7 +75,7 @@ def parse(text: str) -> list[Entry]:
 
 
 def root_start(path: Path, accounts: Iterable[int]) -> int:
-    """The first id of root's range in path: SIZE ids that no other user's entry or account has."""
+    """The first id of root's range in path: NEED ids that no other user's entry or account has."""
     try:
         entries = parse(path.read_text())
     except FileNotFoundError:
@@ -84,8 +88,8 @@ def root_start(path: Path, accounts: Iterable[int]) -> int:
     taken = set(accounts)
     reasons = []
     for entry in ours:
-        if entry.count < SIZE:
-            reasons.append(f"line {entry.line} holds {entry.count} ids, fewer than {SIZE}")
+        if entry.count < NEED:
+            reasons.append(f"line {entry.line} holds {entry.count} ids, fewer than {NEED}")
             continue
         clash = _clash(entry, [e for e in entries if e.owner not in ("root", "0")], taken)
         if clash is None:
@@ -96,9 +100,9 @@ def root_start(path: Path, accounts: Iterable[int]) -> int:
 
 def _clash(entry: Entry, others: list[Entry], accounts: set[int]) -> str | None:
     for other in others:
-        if other.overlaps(entry.start, SIZE):
+        if other.overlaps(entry.start, NEED):
             return f"the range of {other.owner} (line {other.line})"
-    inside = sorted(i for i in accounts if entry.start <= i < entry.start + SIZE)
+    inside = sorted(i for i in accounts if entry.start <= i < entry.start + NEED)
     return f"the host account with id {inside[0]}" if inside else None
 
 
@@ -108,10 +112,16 @@ def host_idmap(
     uids: Callable[[], Iterable[int]] | None = None,
     gids: Callable[[], Iterable[int]] | None = None,
 ) -> Idmap:
-    """Root's ranges on this host; HostError with the usermod line when there is none to use."""
+    """The LXC block of root's ranges; HostError with the usermod line when there is none to use."""
     users = uids or (lambda: (p.pw_uid for p in pwd.getpwall()))
     groups = gids or (lambda: (g.gr_gid for g in grp.getgrall()))
     return Idmap(root_start(subuid, users()), root_start(subgid, groups()))
+
+
+def ns_idmap(subuid: Path = SUBUID, subgid: Path = SUBGID) -> Idmap:
+    """The ns block: the SIZE ids right after the LXC block."""
+    lxc = host_idmap(subuid, subgid)
+    return Idmap(lxc.uid + SIZE, lxc.gid + SIZE)
 
 
 def require_user_namespaces(proc: Path = Path("/proc/sys/user/max_user_namespaces")) -> None:

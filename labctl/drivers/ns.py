@@ -32,7 +32,7 @@ from labctl.drivers.oci import DEFAULT_COMMAND, BundleSpec, config
 from labctl.drivers.overlay import is_mounted, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
 from labctl.errors import DriverError, HostError
-from labctl.idmap import Idmap, host_idmap, require_user_namespaces
+from labctl.idmap import Idmap, ns_idmap, require_user_namespaces
 from labctl.labfile.models import Kind, Machine, Namespace
 from labctl.paths import inside, own_dir
 from labctl.run import DEVNULL, PIPE, STDOUT, run, start, which
@@ -79,7 +79,7 @@ class NsDriver(Driver):
             raise HostError(f"{runtime_name()} not found", "install it with: apt-get install runc")
         if any(Namespace.USER in m.namespaces for m in machines):
             require_user_namespaces()
-            host_idmap()  # root's subordinate range, or a HostError that says how to add one
+            ns_idmap()  # root's subordinate range, or a HostError that says how to add one
 
     def create(self, machine: Machine) -> None:
         create_or_undo(
@@ -133,10 +133,10 @@ class NsDriver(Driver):
         upper = bundle / "upper"
         mount_overlay(lower, upper, bundle / "work", rootfs)
         if Namespace.USER in machine.namespaces:
-            # Container root is root's subordinate uid (labctl.idmap): it owns the overlay's top
+            # Container root is a subordinate uid of root's (labctl.idmap, the ns block): it owns the overlay's top
             # directory, box files keep host ownership and show up as nobody (runc 1.1 has no
             # idmapped mounts).
-            ids = host_idmap()
+            ids = ns_idmap()
             owned_by(upper, ids.uid, ids.gid)
 
     def _private_bundle(self, machine: Machine) -> None:
@@ -152,7 +152,7 @@ class NsDriver(Driver):
             own_dir(self.bundle(machine), 0o700)
 
     def _idmap(self, machine: Machine) -> Idmap | None:
-        return host_idmap() if Namespace.USER in machine.namespaces else None
+        return ns_idmap() if Namespace.USER in machine.namespaces else None
 
     def _box_rootfs(self, name: str) -> Path:
         rootfs = self.context.store.get(name).rootfs

@@ -23,7 +23,7 @@ from labctl.drivers import LabContext, MachineState
 from labctl.drivers.lxc import LxcDriver
 from labctl.drivers.ns import NsDriver
 from labctl.drivers.overlay import mount_points
-from labctl.idmap import host_idmap
+from labctl.idmap import host_idmap, ns_idmap
 from labctl.labfile import load_lab
 from labctl.labfile.models import Lab
 
@@ -157,7 +157,8 @@ def test_hostnames_and_user_mapping(lab: Lab) -> None:
     assert ns.run(lab.machine("netonly"), ["hostname"]).stdout.strip() == "netonly"
     assert ns.run(lab.machine("bare"), ["hostname"]).stdout.strip() == os.uname().nodename
     pid = ns.init_pid(lab.machine("userns"))
-    ids = host_idmap()  # root's own subordinate range, not a fixed one another user may hold
+    ids = ns_idmap()  # root's own subordinate range, not a fixed one another user may hold
+    assert ids.uid != host_idmap().uid  # nor the LXC machines' block
     assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", str(ids.uid), "65536"]
     assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", str(ids.gid), "65536"]
 

@@ -71,14 +71,14 @@ def test_lab_data_dirs_let_others_pass_but_never_list(context: LabContext) -> No
 def test_ns_bundles_are_private_and_a_mapped_root_gets_search_by_group(
     context: LabContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ns_module, "host_idmap", lambda: Idmap(1_000_000, 1_000_000))
+    monkeypatch.setattr(ns_module, "ns_idmap", lambda: Idmap(1_065_536, 1_065_536))
     driver = NsDriver(context)
     plain, mapped = context.lab.machine("plain"), context.lab.machine("mapped")
     driver._private_bundle(plain)
     driver._private_bundle(mapped)
     assert mode(driver.bundle(plain)) == 0o700
     assert mode(driver.bundle(mapped)) == 0o710
-    assert driver.bundle(mapped).stat().st_gid == 1_000_000
+    assert driver.bundle(mapped).stat().st_gid == 1_065_536
     assert mode(driver.bundle(plain).parent) == 0o711
 
 
