@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labctl import localtree
+from labctl.errors import ProvisionError
 from labctl.labfile import values
 from labctl.labfile.loader import Key, kind_of
 from labctl.labfile.models import AnsibleStep, FileStep, ProvisionStep, ShellStep
@@ -88,11 +90,22 @@ class ProvisionChecker:
         if not self._fields(path, body, ["src", "dest", "mode"], ["src", "dest"]):
             return None
         src = self._local_file((*path, "src"), body["src"], directory_ok=True)
+        if src is not None and not self._copyable((*path, "src"), src):
+            src = None
         dest = self.checker.parse((*path, "dest"), body["dest"], _guest_path)
         mode = self.checker.parse((*path, "mode"), body["mode"], _mode) if "mode" in body else None
         if src is None or dest is None or ("mode" in body and mode is None):
             return None
         return FileStep(src=src, dest=dest, mode=mode)
+
+    def _copyable(self, path: Key, src: Path) -> bool:
+        """No link out of src, no device or FIFO in it (checked again when the step runs)."""
+        try:
+            localtree.check(self.root, src)
+        except ProvisionError as exc:
+            self._fail(path, exc.message)
+            return False
+        return True
 
     def _ansible(self, path: Key, body: Any) -> AnsibleStep | None:
         if isinstance(body, str):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from labctl import console
+from labctl import console, localtree
 from labctl.errors import DriverError, ProvisionError
 from labctl.labfile.models import AnsibleStep, FileStep, Kind, Machine, ProvisionStep, ShellStep
 from labctl.provision.transport import Transport, open_transport
@@ -76,7 +76,7 @@ class Provisioner:
         with console.step(f"{machine.name}: {where}"):
             try:
                 code = self._run(transport, machine, index, step, output)
-            except DriverError as exc:
+            except (DriverError, ProvisionError) as exc:  # ProvisionError: a file it refuses to read
                 raise ProvisionError(f"{where} failed: {exc.message}", exc.hint) from exc
             tail = output.take_tail()
             if code != 0:
@@ -89,9 +89,11 @@ class Provisioner:
         self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput
     ) -> int:
         if isinstance(step, ShellStep):
-            return run_shell(transport, index, step, output)
+            return run_shell(transport, index, step, output, self.context.lab.root)
         if isinstance(step, FileStep):
-            transport.put(step.src, step.dest, step.mode)
+            from labctl.provision.archive import file_archive
+
+            transport.extract(*file_archive(self.context.lab.root, step))
             return 0
         return self._ansible(machine, step, output)
 
@@ -119,10 +121,13 @@ class Provisioner:
             return self._inventory
 
 
-def run_shell(transport: Transport, index: int, step: ShellStep, output: Callable[[str], None]) -> int:
+def run_shell(
+    transport: Transport, index: int, step: ShellStep, output: Callable[[str], None], lab_root: Path
+) -> int:
     """Upload the text or script, run it with its args, remove it; returns its exit code."""
     if step.script is not None:
-        data, name = step.script.read_bytes(), step.script.name
+        # Read like a file step's src: a script swapped for a link to a host file is refused.
+        data, name = localtree.read_file(lab_root, step.script), step.script.name
     else:
         data, name = (step.inline or "").encode(), "inline.sh"
     directory = private_dir(transport)

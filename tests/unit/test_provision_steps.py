@@ -286,12 +286,49 @@ def test_a_script_is_never_uploaded_when_mktemp_fails(
     assert not [argv for _, argv in MemoryDriver.calls if argv[0] in ("sh", "/bin/sh")]
 
 
+def test_a_tree_changed_after_validation_is_refused_at_run_time(memory_lab: Path, tmp_path: Path) -> None:
+    # validate saw a plain site/; by the time the step runs, css/ leads to a stand-in for /root.
+    (tmp_path / "root-standin").mkdir()
+    (tmp_path / "root-standin" / "id_ed25519").write_text("PRIVATE KEY STAND-IN\n")
+    prov, context = provisioner(memory_lab)
+    css = memory_lab.parent / "site" / "css"
+    css.rename(css.with_name("css-old"))
+    css.symlink_to(tmp_path / "root-standin")
+    with pytest.raises(
+        ProvisionError, match=r"^step 2/4 \(file site -> /srv/www\) failed: .*css is a symlink"
+    ):
+        prov.provision(context.lab.machine("a"))
+    assert not any(b"PRIVATE KEY" in data for data in MemoryDriver.files.values())
+    assert not any(argv[:3] == ["sh", "-c", EXTRACT_INTO] for _, argv in MemoryDriver.calls)
+
+
+def test_a_script_swapped_for_a_link_is_not_uploaded(
+    memory_lab: Path, tmp_path: Path, write_labfile: Callable[..., Path]
+) -> None:
+    (tmp_path / "shadow-standin").write_text("root:$6$stand-in-hash:19000::::::\n")
+    script = memory_lab.parent / "setup.sh"
+    script.write_text("echo set up\n")
+    labfile = write_labfile(
+        """\
+        name: mem
+        machines:
+          a: {kind: ns, namespaces: [mnt], provision: [{shell: {script: setup.sh}}]}
+        """
+    )
+    prov, context = provisioner(labfile)
+    script.unlink()
+    script.symlink_to(tmp_path / "shadow-standin")
+    with pytest.raises(ProvisionError, match=r"^step 1/1 \(shell setup\.sh\) failed: .*setup\.sh"):
+        prov.provision(context.lab.machine("a"))
+    assert not any(b"stand-in-hash" in data for data in MemoryDriver.files.values())
+
+
 def test_tar_of_owns_files_by_root_and_applies_the_mode(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "f").write_text("x")
     (tree / "f").symlink_to("sub/f")
-    with tarfile.open(fileobj=io.BytesIO(tar_of(tree, ".", 0o640))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(tar_of(tree, tree, 0o640)[0])) as archive:
         members = {m.name: m for m in archive.getmembers()}
     assert members["./sub/f"].mode == 0o640 and members["./sub/f"].uid == 0
     assert members["./sub"].mode == 0o755 and members["./sub"].uname == "root"
