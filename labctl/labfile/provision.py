@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl import localtree
+from labctl import ansible_vars, localtree
 from labctl.errors import ProvisionError
 from labctl.labfile import values
 from labctl.labfile.loader import Key, kind_of
@@ -123,7 +123,16 @@ class ProvisionChecker:
         if not isinstance(extra, dict):
             self._fail((*path, "extra_vars"), f"expected a mapping of variables, got {kind_of(extra)}")
             return None
+        if not self._extra_vars((*path, "extra_vars"), extra):
+            return None
         return AnsibleStep(playbook=playbook, extra_vars=tuple(extra.items())) if playbook else None
+
+    def _extra_vars(self, path: Key, extra: dict[Any, Any]) -> bool:
+        """Plain data only: no connection or become variables, no Jinja (see labctl.ansible_vars)."""
+        found = list(ansible_vars.problems(extra))
+        for where, message, key in found:
+            self.checker.error((*path, *where), message, key=key)
+        return not found
 
     def _playbook(self, path: Key, value: Any) -> Path | None:
         """A path relative to the labfile, or the name of a playbook shipped with labctl."""
