@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from labctl.errors import DriverError, LabctlError, MachineTimeout
@@ -214,26 +214,6 @@ class Session:
         )
         text = out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
         return Output(code, *text)
-
-    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
-        """Upload a file or a directory tree to remote; mode applies to files (dirs keep 0755)."""
-        with ssh_errors(f"cannot copy {local} to {remote}"):
-            sftp = self.client.open_sftp()
-            try:
-                _put_tree(sftp, local, PurePosixPath(remote), mode)
-            finally:
-                sftp.close()
-
-
-def _put_tree(sftp: Any, local: Path, remote: PurePosixPath, mode: int | None) -> None:
-    if local.is_dir():
-        with contextlib.suppress(OSError):
-            sftp.mkdir(str(remote), 0o755)
-        for child in sorted(local.iterdir()):
-            _put_tree(sftp, child, remote / child.name, mode)
-        return
-    sftp.put(str(local), str(remote))
-    sftp.chmod(str(remote), mode if mode is not None else local.stat().st_mode & 0o777)
 
 
 def _forward(source: IO[bytes], chan: Any) -> None:

@@ -9,7 +9,6 @@ biasing whichever ran last. Every sample is written to the results file as soon 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -18,8 +17,9 @@ from dataclasses import replace
 from labctl import console
 from labctl import run as runner
 from labctl.bench.results import ResultsFile
-from labctl.bench.targets import HostTarget, Target
-from labctl.bench.workloads import SCRATCH, WORKLOADS, Params, Suite, Workload
+from labctl.bench.targets import Target
+from labctl.bench.workloads import WORKLOADS, Params, Suite, Workload
+from labctl.drivers import ExecResult
 from labctl.errors import LabctlError
 
 
@@ -39,6 +39,7 @@ class Bench:
         self.workloads = list(workloads)
         self._direct: dict[str, bool] = {}  # per target: does its filesystem take O_DIRECT?
         self._ports: dict[str, int] = {}
+        self._scratch: dict[str, str] = {}  # per target: its private scratch directory
 
     def run(self) -> None:
         for target in self.targets:
@@ -48,6 +49,8 @@ class Bench:
         with network_servers(sorted(addresses)) as ports:
             self._ports = ports
             try:
+                for target in self.targets:
+                    self._make_scratch(target)
                 for round_ in range(self.repeats + 1):
                     for workload in self.workloads:
                         for target in self.targets:
@@ -75,7 +78,10 @@ class Bench:
         console.info(f"[{label}] {workload.name} on {target.name}: {shown} ({seconds:.1f} s)")
 
     def _params(self, target: Target, workload: Workload) -> Params | None:
-        params = Params(self.suite, scratch=scratch_path(target), direct=self._direct.get(target.name, True))
+        scratch = self._scratch.get(target.name)
+        if scratch is None and workload.name == "disk":
+            return None  # no private directory for fio's file: said when it failed
+        params = Params(self.suite, scratch=f"{scratch}/fio", direct=self._direct.get(target.name, True))
         if not workload.network:
             return params
         address = target.server_address()
@@ -84,7 +90,7 @@ class Bench:
         return replace(params, server=address, port=self._ports[address])
 
     def _skip(self, target: Target, workload: Workload, round_: int) -> None:
-        if round_ == 0:
+        if round_ == 0 and workload.network:  # a disk skipped for its scratch was noted then
             note = f"{workload.name} skipped on {target.name}: it has no network path to the host"
             console.notice(note)
             self.results.note(note)
@@ -106,15 +112,30 @@ class Bench:
             raise LabctlError(f"exited {result.returncode}: {' '.join(detail)}")
         return workload.parse(result.stdout + "\n" + result.stderr)
 
+    def _make_scratch(self, target: Target) -> None:
+        """fio's file goes into a directory mktemp makes for this bench (0700, a new random name):
+        never a fixed path in the world-writable /var/tmp, where anyone could put a link to a file
+        for fio, run as root, to overwrite. /var/tmp and not /tmp: the disk, not a tmpfs."""
+        try:
+            result = target.run(SCRATCH_DIR, timeout=60)
+        except LabctlError as exc:
+            result = ExecResult(1, "", exc.message)
+        path = result.stdout.strip()
+        if result.returncode == 0 and path.startswith("/var/tmp/labctl-bench.") and "\n" not in path:
+            self._scratch[target.name] = path
+            return
+        note = f"disk skipped on {target.name}: mktemp failed: {(result.stderr or result.stdout).strip()}"
+        console.warn(note)
+        self.results.note(note)
+
     def _clean_scratch(self) -> None:
         for target in self.targets:
-            with contextlib.suppress(LabctlError):
-                target.run(["rm", "-f", scratch_path(target)], timeout=60)
+            if target.name in self._scratch:
+                with contextlib.suppress(LabctlError):
+                    target.run(["rm", "-rf", "--", self._scratch.pop(target.name)], timeout=60)
 
 
-def scratch_path(target: Target) -> str:
-    # Inside machines the path is theirs alone; on the host two benches may run at once.
-    return f"/var/tmp/labctl-bench-{os.getpid()}.fio" if isinstance(target, HostTarget) else SCRATCH
+SCRATCH_DIR = ["mktemp", "-d", "-p", "/var/tmp", "labctl-bench.XXXXXXXXXX"]
 
 
 @contextlib.contextmanager

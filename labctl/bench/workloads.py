@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from labctl.errors import LabctlError
 
-SCRATCH = "/var/tmp/labctl-bench.fio"  # inside the target: the machine's own disk
+# fio's file; the runner always passes one inside a private directory (see Bench._make_scratch).
+SCRATCH = "labctl-bench.fio"
 
 
 @dataclass(frozen=True)

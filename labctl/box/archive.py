@@ -14,6 +14,7 @@ alone; unpack the root file system; only then rename the staged box into the sto
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -133,7 +134,9 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> N
     if source is None:  # only for non-regular members, refused above
         raise BoxError(f"cannot read archive member {member.name}")
     copied = 0
-    with source, open(dest, "wb") as out:
+    # A new file only (names are unique and the stage is fresh): never through whatever is there.
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with source, os.fdopen(fd, "wb") as out:
         while chunk := source.read(1 << 20):
             out.write(chunk)
             copied += len(chunk)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labctl import ansible_vars, localtree
+from labctl.errors import ProvisionError
 from labctl.labfile import values
 from labctl.labfile.loader import Key, kind_of
 from labctl.labfile.models import AnsibleStep, FileStep, ProvisionStep, ShellStep
@@ -88,11 +90,22 @@ class ProvisionChecker:
         if not self._fields(path, body, ["src", "dest", "mode"], ["src", "dest"]):
             return None
         src = self._local_file((*path, "src"), body["src"], directory_ok=True)
+        if src is not None and not self._copyable((*path, "src"), src):
+            src = None
         dest = self.checker.parse((*path, "dest"), body["dest"], _guest_path)
         mode = self.checker.parse((*path, "mode"), body["mode"], _mode) if "mode" in body else None
         if src is None or dest is None or ("mode" in body and mode is None):
             return None
         return FileStep(src=src, dest=dest, mode=mode)
+
+    def _copyable(self, path: Key, src: Path) -> bool:
+        """No link out of src, no device or FIFO in it (checked again when the step runs)."""
+        try:
+            localtree.check(self.root, src)
+        except ProvisionError as exc:
+            self._fail(path, exc.message)
+            return False
+        return True
 
     def _ansible(self, path: Key, body: Any) -> AnsibleStep | None:
         if isinstance(body, str):
@@ -110,7 +123,16 @@ class ProvisionChecker:
         if not isinstance(extra, dict):
             self._fail((*path, "extra_vars"), f"expected a mapping of variables, got {kind_of(extra)}")
             return None
+        if not self._extra_vars((*path, "extra_vars"), extra):
+            return None
         return AnsibleStep(playbook=playbook, extra_vars=tuple(extra.items())) if playbook else None
+
+    def _extra_vars(self, path: Key, extra: dict[Any, Any]) -> bool:
+        """Plain data only: no connection or become variables, no Jinja (see labctl.ansible_vars)."""
+        found = list(ansible_vars.problems(extra))
+        for where, message, key in found:
+            self.checker.error((*path, *where), message, key=key)
+        return not found
 
     def _playbook(self, path: Key, value: Any) -> Path | None:
         """A path relative to the labfile, or the name of a playbook shipped with labctl."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from labctl import ansible_vars
 from labctl.errors import ProvisionError
 from labctl.provision.inventory import plugin_dir
 
@@ -50,6 +51,13 @@ def run_playbook(
 
     private_dir is ansible-runner's working directory (extra vars file, artifacts): one per
     machine, since machines provision in parallel."""
+    refused = ansible_vars.check(extra_vars)
+    if refused:  # validate refuses these too; this holds whatever built the variables
+        raise ProvisionError(
+            f"refusing to run {playbook.name}: {refused}",
+            "extra_vars carry plain data only: no ansible_* or labctl_* variables, no {{ }} templates",
+        )
+
     import ansible_runner
 
     def handler(event: dict[str, Any]) -> bool:

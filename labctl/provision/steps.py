@@ -12,10 +12,10 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from labctl import console
+from labctl import console, localtree
 from labctl.errors import DriverError, ProvisionError
 from labctl.labfile.models import AnsibleStep, FileStep, Kind, Machine, ProvisionStep, ShellStep
 from labctl.provision.transport import Transport, open_transport
@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from labctl.drivers import Driver, LabContext
 
 TAIL_LINES = 15
-# Scripts are uploaded here, run, then removed: text with any quoting or length runs as written.
-REMOTE_DIR = "/var/tmp/labctl-provision"
+# Each script goes into a directory mktemp creates for that one run (a fresh random name, 0700,
+# made atomically), runs from there and is removed with it. Never a fixed path: in a
+# world-writable /var/tmp a guest user could create that directory first, or swap the script
+# for their own between upload and run, and have it run as root.
+PRIVATE_DIR = ["mktemp", "-d", "-t", "labctl-provision.XXXXXXXXXX"]
 
 
 class MachineOutput:
@@ -73,7 +76,7 @@ class Provisioner:
         with console.step(f"{machine.name}: {where}"):
             try:
                 code = self._run(transport, machine, index, step, output)
-            except DriverError as exc:
+            except (DriverError, ProvisionError) as exc:  # ProvisionError: a file it refuses to read
                 raise ProvisionError(f"{where} failed: {exc.message}", exc.hint) from exc
             tail = output.take_tail()
             if code != 0:
@@ -86,9 +89,11 @@ class Provisioner:
         self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput
     ) -> int:
         if isinstance(step, ShellStep):
-            return run_shell(transport, index, step, output)
+            return run_shell(transport, index, step, output, self.context.lab.root)
         if isinstance(step, FileStep):
-            transport.put(step.src, step.dest, step.mode)
+            from labctl.provision.archive import file_archive
+
+            transport.extract(*file_archive(self.context.lab.root, step))
             return 0
         return self._ansible(machine, step, output)
 
@@ -116,18 +121,36 @@ class Provisioner:
             return self._inventory
 
 
-def run_shell(transport: Transport, index: int, step: ShellStep, output: Callable[[str], None]) -> int:
+def run_shell(
+    transport: Transport, index: int, step: ShellStep, output: Callable[[str], None], lab_root: Path
+) -> int:
     """Upload the text or script, run it with its args, remove it; returns its exit code."""
     if step.script is not None:
-        data, name = step.script.read_bytes(), step.script.name
+        # Read like a file step's src: a script swapped for a link to a host file is refused.
+        data, name = localtree.read_file(lab_root, step.script), step.script.name
     else:
         data, name = (step.inline or "").encode(), "inline.sh"
-    remote = f"{REMOTE_DIR}/{index:02d}-{name}"
-    transport.write(data, remote, 0o700)
-    # A script with #! chooses its interpreter; anything else is POSIX sh text.
-    argv = [remote, *step.args] if data.startswith(b"#!") else ["/bin/sh", remote, *step.args]
+    directory = private_dir(transport)
     try:
+        remote = f"{directory}/{index:02d}-{name}"
+        transport.write(data, remote, 0o700)
+        # A script with #! chooses its interpreter; anything else is POSIX sh text.
+        argv = [remote, *step.args] if data.startswith(b"#!") else ["/bin/sh", remote, *step.args]
         return transport.stream(argv, output)
     finally:
         with contextlib.suppress(DriverError):
-            transport.stream(["rm", "-f", "--", remote], lambda _line: None)
+            transport.stream(["rm", "-rf", "--", directory], lambda _line: None)
+
+
+def private_dir(transport: Transport) -> str:
+    """A new directory only root can enter, made by mktemp in the machine; its absolute path."""
+    lines: list[str] = []
+    code = transport.stream(PRIVATE_DIR, lines.append)
+    path = PurePosixPath(lines[0]) if len(lines) == 1 else None
+    if code != 0 or path is None or not path.is_absolute() or not path.name.startswith("labctl-provision."):
+        detail = " ".join(lines).strip() or f"exit code {code}"
+        raise DriverError(
+            f"cannot create a private directory for the script with mktemp: {detail}",
+            "the machine needs mktemp (coreutils or busybox) and a writable $TMPDIR or /tmp",
+        )
+    return str(path)

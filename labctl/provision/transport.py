@@ -2,23 +2,21 @@
 
 Both transports offer the same three operations, so a step runs unchanged on every kind:
 
-    stream(argv, on_line)   run argv, each output line to on_line as it comes; the exit code
-    put(local, dest, mode)  copy a file or a directory tree into the machine
-    write(data, dest, mode) create one file in the machine from bytes
+    stream(argv, on_line)       run argv, each output line to on_line as it comes; the exit code
+    extract(archive, directory) unpack a tar stream (labctl.provision.archive) into the machine
+    write(data, dest, mode)     create one file in the machine from bytes
 
-Machines without sshd (namespace containers) get files as a tar stream into `tar -x`, through
-Driver.run(), so they need nothing but tar in their root file system.
+Files travel as a tar stream into the machine's `tar -x` on both, so they need nothing but tar,
+and a symlink in the lab directory arrives as a symlink, never as what it points at.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from labctl.errors import DriverError
-from labctl.provision.archive import tar_of
 
 if TYPE_CHECKING:
     from labctl import ssh as sshlib
@@ -35,18 +33,11 @@ EXTRACT_INTO = 'mkdir -p "$1" && exec tar -x -f - -C "$1" --no-same-owner'
 class Transport(Protocol):
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, input: bytes | None = None) -> int: ...
 
-    def put(self, local: Path, dest: str, mode: int | None) -> None: ...
+    def extract(self, archive: bytes, directory: str) -> None: ...
 
     def write(self, data: bytes, dest: str, mode: int) -> None: ...
 
     def close(self) -> None: ...
-
-
-def target_path(local: Path, dest: str) -> str:
-    """Where `local` lands: a file's dest ending in / means 'into this directory'."""
-    if local.is_file() and dest.endswith("/"):
-        return str(PurePosixPath(dest) / local.name)
-    return dest
 
 
 class LineSplitter:
@@ -92,11 +83,8 @@ class SshTransport:
             out.flush_all()
             err.flush_all()
 
-    def put(self, local: Path, dest: str, mode: int | None) -> None:
-        remote = target_path(local, dest)
-        parent = remote if local.is_dir() else str(PurePosixPath(remote).parent)
-        self._check(["mkdir", "-p", "--", parent], f"cannot create {parent}")
-        self.session.put(local, remote, mode)
+    def extract(self, archive: bytes, directory: str) -> None:
+        self._check(["sh", "-c", EXTRACT_INTO, "sh", directory], f"cannot copy into {directory}", archive)
 
     def write(self, data: bytes, dest: str, mode: int) -> None:
         self._check(["sh", "-c", WRITE_FILE, "sh", dest, f"{mode:o}"], f"cannot write {dest}", data)
@@ -120,18 +108,11 @@ class RuntimeTransport:
     def stream(self, argv: Sequence[str], on_line: LineHandler, *, input: bytes | None = None) -> int:
         return self.driver.run_streaming(self.machine, argv, on_line, input=input)
 
-    def put(self, local: Path, dest: str, mode: int | None) -> None:
-        remote = PurePosixPath(target_path(local, dest))
-        if local.is_dir():
-            self._extract(tar_of(local, ".", mode), str(remote))
-        else:
-            self._extract(tar_of(local, remote.name, mode), str(remote.parent))
+    def extract(self, archive: bytes, directory: str) -> None:
+        self._check(["sh", "-c", EXTRACT_INTO, "sh", directory], f"cannot copy into {directory}", archive)
 
     def write(self, data: bytes, dest: str, mode: int) -> None:
         self._check(["sh", "-c", WRITE_FILE, "sh", dest, f"{mode:o}"], f"cannot write {dest}", data)
-
-    def _extract(self, archive: bytes, directory: str) -> None:
-        self._check(["sh", "-c", EXTRACT_INTO, "sh", directory], f"cannot copy into {directory}", archive)
 
     def _check(self, argv: Sequence[str], what: str, input: bytes) -> None:
         result = self.driver.run(self.machine, argv, input=input)

@@ -28,6 +28,8 @@ class FakeTarget(Target):
 
     def run(self, argv: Sequence[str], timeout: float) -> ExecResult:
         self.log.append(f"{self.name}:{argv[0] if argv[0] != 'taskset' else argv[3]}")
+        if argv[0] == "mktemp":
+            return ExecResult(0, f"/var/tmp/labctl-bench.{self.name}0001\n", "")
         if argv[0] in ("cat", "uname", "rm"):
             return ExecResult(0, "tsc\n", "")
         if self.fail:
@@ -111,3 +113,42 @@ def test_an_interrupt_keeps_every_finished_sample(tmp_path: Path) -> None:
     assert on_disk["status"] == "interrupted"
     assert [s["metric"] for s in on_disk["samples"]] == ["cpu"]
     assert log[-1] == "a:rm"  # the scratch file is removed on the way out
+
+
+def test_fio_works_in_a_private_directory_made_for_the_bench(tmp_path: Path) -> None:
+    # A fixed file in /var/tmp lets any host user put a link there for fio, run as root, to
+    # write through: each target gets a fresh mktemp -d directory, removed at the end.
+    seen: list[list[str]] = []
+
+    class Recording(FakeTarget):
+        def run(self, argv: Sequence[str], timeout: float) -> ExecResult:
+            seen.append(list(argv))
+            return super().run(argv, timeout)
+
+    runner, _results = bench(tmp_path, [Recording("a", [])], repeats=1)
+    runner.run()
+    made = [argv for argv in seen if argv[0] == "mktemp"]
+    assert len(made) == 1 and made[0][:2] == ["mktemp", "-d"] and "/var/tmp" in made[0]
+    assert seen.index(made[0]) < min(i for i, argv in enumerate(seen) if argv[0] == "fio")
+    fio = [argv for argv in seen if argv[0] == "fio"]
+    assert fio and all("--filename=/var/tmp/labctl-bench.a0001/fio" in argv for argv in fio)
+    assert seen[-1] == ["rm", "-rf", "--", "/var/tmp/labctl-bench.a0001"]
+    fixed = [a for argv in seen for a in argv if "/var/tmp/" in a or "/tmp/" in a]
+    assert all("/var/tmp/labctl-bench.a0001" in a or a == "/var/tmp" for a in fixed)
+
+
+def test_without_a_private_directory_the_disk_workload_is_skipped(tmp_path: Path) -> None:
+    class NoMktemp(FakeTarget):
+        def run(self, argv: Sequence[str], timeout: float) -> ExecResult:
+            if argv[0] == "mktemp":
+                return ExecResult(1, "", "mktemp: Read-only file system")
+            return super().run(argv, timeout)
+
+    log: list[str] = []
+    runner, results = bench(tmp_path, [NoMktemp("a", log)], repeats=1)
+    runner.run()
+    assert not [entry for entry in log if entry.endswith(":fio")]
+    assert {s["workload"] for s in results.data["samples"]} == {"cpu"}
+    assert any(
+        "disk skipped on a: mktemp failed: mktemp: Read-only file system" in n for n in results.data["notes"]
+    )

@@ -20,6 +20,7 @@ from labctl.box import BoxStore
 from labctl.box.archive import add_box, export_box
 from labctl.box.artefacts import describe
 from labctl.box.store import INITRD, KERNEL, META, ROOTFS_TAR
+from labctl.box.unpack import extract_rootfs
 from labctl.errors import BoxError, UsageError
 
 Member = tuple[tarfile.TarInfo, bytes | None]
@@ -216,42 +217,183 @@ def test_outer_link_is_refused(tmp_path: Path, store: BoxStore, kind: bytes) -> 
     assert_nothing_stored(store)
 
 
-def _escape_cases(outside: Path) -> dict[str, list[Member]]:
+def top() -> Member:
+    return _entry("./", tarfile.DIRTYPE, mode=0o755)
+
+
+LEAVES = "leaves the root file system"
+THROUGH_LINK = "would be written through a symlink"
+TWICE = "appears twice"
+HARD_LINK = "does not name a file extracted before it"
+
+
+def _escape_cases(outside: Path) -> dict[str, tuple[str, list[Member]]]:
+    """Archives that would write outside the tree, each with the reason it must be refused for;
+    outside holds victim (a file) and vdir (a directory)."""
+    victim, vdir = str(outside / "victim"), str(outside / "vdir")
+    up = "../../../../../../../../.."  # from anywhere under tmp_path to /
+    sym, lnk, d = tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
     return {
-        "dotdot": [_entry("./"), _entry("./../escaped", data=b"x")],
-        "absolute": [_entry("./"), _entry(str(outside / "escaped"), data=b"x")],
-        "through archive symlink": [
-            _entry("./"),
-            _entry("./etc", tarfile.SYMTYPE, link=str(outside)),
-            _entry("./etc/escaped", data=b"x"),
-        ],
-        "through relative symlink": [
-            _entry("./"),
-            _entry("./up", tarfile.SYMTYPE, link="../../../../../../../../.." + str(outside)),
-            _entry("./up/escaped", data=b"x"),
-        ],
-        "hard link to outside": [_entry("./"), _entry("./shadow", tarfile.LNKTYPE, link="../../victim")],
-        "hard link via symlink": [
-            _entry("./"),
-            _entry("./victim", tarfile.SYMTYPE, link=str(outside / "victim")),
-            _entry("./shadow", tarfile.LNKTYPE, link="./victim"),
-        ],
-        "device node": [_entry("./"), _entry("./dev/sda", tarfile.BLKTYPE)],
+        "dotdot": (LEAVES, [top(), _entry("./../escaped", data=b"x")]),
+        "dotdot deep": (LEAVES, [top(), _entry("./etc/../../escaped", data=b"x")]),
+        "absolute": (LEAVES, [top(), _entry(str(outside / "escaped"), data=b"x")]),
+        "through archive symlink": (
+            THROUGH_LINK,
+            [top(), _entry("./etc", sym, link=str(outside)), _entry("./etc/escaped", data=b"x")],
+        ),
+        "through relative symlink": (
+            THROUGH_LINK,
+            [top(), _entry("./up", sym, link=up + str(outside)), _entry("./up/escaped", data=b"x")],
+        ),
+        # The same name again: tarfile's open(..., "wb") and chmod follow the link just made.
+        "symlink then file": (
+            TWICE,
+            [top(), _entry("./victim", sym, link=victim), _entry("./victim", data=b"owned!!!", mode=0o4755)],
+        ),
+        "relative symlink then file": (
+            TWICE,
+            [
+                top(),
+                _entry("./victim", sym, link=up + victim),
+                _entry("./victim", data=b"owned!", mode=0o4755),
+            ],
+        ),
+        "symlink then directory": (
+            TWICE,
+            [top(), _entry("./vdir", sym, link=vdir), _entry("./vdir/", d, mode=0o777)],
+        ),
+        "symlink then file under it": (
+            THROUGH_LINK,
+            [top(), _entry("./vdir", sym, link=vdir), _entry("./vdir/planted", data=b"x", mode=0o4755)],
+        ),
+        "symlink chain": (
+            THROUGH_LINK,
+            [
+                top(),
+                _entry("./b", sym, link=str(outside)),
+                _entry("./a", sym, link="b"),
+                _entry("./a/escaped", data=b"x"),
+            ],
+        ),
+        "symlink chain then file": (
+            TWICE,
+            [top(), _entry("./b", sym, link=victim), _entry("./a", sym, link="b"), _entry("./a", data=b"x")],
+        ),
+        "directory then symlink of the same name": (
+            TWICE,
+            [
+                top(),
+                _entry("./etc/", d),
+                _entry("./etc", sym, link=str(outside)),
+                _entry("./etc/escaped", data=b"x"),
+            ],
+        ),
+        "symlink as the top": (
+            "is not a directory",
+            [_entry(".", sym, link=str(outside)), _entry("./escaped", data=b"x")],
+        ),
+        "hard link to outside": (LEAVES, [top(), _entry("./shadow", lnk, link="../../victim")]),
+        "hard link to an absolute path": (LEAVES, [top(), _entry("./shadow", lnk, link=victim)]),
+        "hard link via symlink": (
+            HARD_LINK,
+            [top(), _entry("./victim", sym, link=victim), _entry("./shadow", lnk, link="./victim")],
+        ),
+        "hard link to a directory": (
+            HARD_LINK,
+            [top(), _entry("./etc/", d), _entry("./etc2", lnk, link="./etc")],
+        ),
+        "hard link before its target": (
+            HARD_LINK,
+            [top(), _entry("./shadow", lnk, link="./later"), _entry("./later", data=b"x")],
+        ),
+        "file twice": (TWICE, [top(), _entry("./f", data=b"a"), _entry("./f", data=b"b")]),
+        "block device": ("device node", [top(), _entry("./dev/sda", tarfile.BLKTYPE)]),
+        "character device": ("device node", [top(), _entry("./dev/mem", tarfile.CHRTYPE)]),
+        "fifo": ("a FIFO", [top(), _entry("./run/initctl", tarfile.FIFOTYPE)]),
     }
+
+
+def _outside(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    (outside / "vdir").mkdir(parents=True)
+    (outside / "vdir").chmod(0o755)
+    (outside / "victim").write_text("precious")
+    (outside / "victim").chmod(0o644)
+    return outside
+
+
+def _assert_untouched(outside: Path) -> None:
+    assert sorted(p.name for p in outside.iterdir()) == ["vdir", "victim"]
+    assert (outside / "victim").read_text() == "precious"
+    assert (outside / "victim").stat().st_mode & 0o7777 == 0o644
+    assert (outside / "vdir").stat().st_mode & 0o7777 == 0o755
+    assert list((outside / "vdir").iterdir()) == []
 
 
 @pytest.mark.parametrize("case", list(_escape_cases(Path("/x"))))
 def test_rootfs_escapes_are_refused(tmp_path: Path, store: BoxStore, case: str) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_text("precious")
-    archive, digest = archive_from(tmp_path, _escape_cases(outside)[case])
-    with pytest.raises(BoxError, match="rootfs archive"):
+    outside = _outside(tmp_path)
+    reason, members = _escape_cases(outside)[case]
+    archive, digest = archive_from(tmp_path, members)
+    with pytest.raises(BoxError, match=f"^rootfs archive.*{reason}"):
         add_box(store, "web", str(archive), digest)
     assert_nothing_stored(store)
-    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
-    assert (outside / "victim").read_text() == "precious"
+    _assert_untouched(outside)
     assert not (tmp_path / "escaped").exists()
+
+
+def _unpack(tmp_path: Path, members: list[Member]) -> Path:
+    tarball, dest = tmp_path / "rootfs.tar.zst", tmp_path / "rootfs"
+    write_rootfs_tar(tarball, members)
+    extract_rootfs(tarball, dest)
+    return dest
+
+
+def test_rootfs_keeps_owners_modes_links_and_times_but_its_top_is_private(tmp_path: Path) -> None:
+    dated = _entry("./etc/issue", data=b"Debian\n")
+    dated[0].mtime = 1_600_000_000
+    owned = _entry("./home/u/notes", data=b"n", mode=0o600)
+    owned[0].uid = owned[0].gid = 1000
+    root = _unpack(
+        tmp_path,
+        [
+            _entry("./", tarfile.DIRTYPE, mode=0o755),
+            owned,  # before its parents: they are made on the way
+            _entry("./home/", tarfile.DIRTYPE, mode=0o755),
+            _entry("./proc/", tarfile.DIRTYPE, mode=0o555),
+            _entry("./proc/.keep", data=b""),  # inside a read-only directory
+            _entry("./var/mail/", tarfile.DIRTYPE, mode=0o2775),
+            _entry("./var/mail/", tarfile.DIRTYPE, mode=0o2775),  # a directory may repeat
+            _entry("./tmp/", tarfile.DIRTYPE, mode=0o1777),
+            _entry("./etc/", tarfile.DIRTYPE, mode=0o755),
+            dated,
+            _entry("./etc/dangling", tarfile.SYMTYPE, link="/nonexistent/on/this/host"),
+            _entry("./usr/bin/passwd", data=b"#!/bin/true\n", mode=0o4755),
+            _entry("./usr/bin/wall", tarfile.LNKTYPE, link="usr/bin/passwd"),
+        ],
+    )
+    assert root.stat().st_mode & 0o7777 == 0o700  # not the archive's 0755: setuid files inside
+    assert root.stat().st_uid == 0
+    assert (root / "home/u/notes").stat().st_uid == 1000
+    assert (root / "home/u").stat().st_mode & 0o7777 == 0o755
+    assert (root / "proc").stat().st_mode & 0o7777 == 0o555
+    assert (root / "proc/.keep").is_file()
+    assert (root / "var/mail").stat().st_mode & 0o7777 == 0o2775
+    assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert (root / "etc/issue").stat().st_mtime == 1_600_000_000
+    assert (root / "etc/dangling").readlink() == Path("/nonexistent/on/this/host")
+    assert (root / "usr/bin/passwd").stat().st_mode & 0o7777 == 0o4755
+    assert (root / "usr/bin/wall").samefile(root / "usr/bin/passwd")
+
+
+def test_a_rootfs_is_never_unpacked_into_an_existing_directory_or_link(tmp_path: Path) -> None:
+    outside = _outside(tmp_path)
+    tarball = tmp_path / "rootfs.tar.zst"
+    write_rootfs_tar(tarball, [_entry("./"), _entry("./victim", data=b"owned!!!")])
+    (tmp_path / "rootfs").symlink_to(outside)
+    with pytest.raises(BoxError, match="already exists"):
+        extract_rootfs(tarball, tmp_path / "rootfs")
+    _assert_untouched(outside)
 
 
 def test_existing_box_is_kept_unless_forced(tmp_path: Path, store: BoxStore) -> None:

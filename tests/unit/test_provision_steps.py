@@ -30,6 +30,7 @@ class MemoryDriver(Driver):
     kind = Kind.NS
     files: ClassVar[dict[str, bytes]] = {}
     calls: ClassVar[list[tuple[str, list[str]]]] = []
+    made = 0  # directories mktemp made
 
     def create(self, machine: Machine) -> None:
         RUNNING.add(machine.name)
@@ -75,6 +76,9 @@ class MemoryDriver(Driver):
                         self.files[path] = data.read()
                         self.files[path + ":mode"] = oct(member.mode).encode()
             return ExecResult(0, "", "")
+        if argv[0] == "mktemp":
+            self.made += 1
+            return ExecResult(0, f"/tmp/labctl-provision.fake{self.made:04d}\n", "")
         if argv[0] == "/bin/sh":
             text = self.files[argv[1]].decode()
             proc = subprocess.run(["sh", "-c", text, "sh", *argv[2:]], capture_output=True, text=True)
@@ -145,7 +149,7 @@ def test_steps_run_in_order_with_prefixed_output_and_are_recorded(
     scripts = [argv for _, argv in MemoryDriver.calls if argv[0] == "/bin/sh"]
     assert [argv[2:] for argv in scripts] == [[], ["x", "y z"]]
     removed = [argv for _, argv in MemoryDriver.calls if argv[0] == "rm"]
-    assert [argv[-1] for argv in removed] == [argv[1] for argv in scripts]
+    assert [argv[-1] for argv in removed] == [str(Path(argv[1]).parent) for argv in scripts]
     assert "provisioned_at" in context.state.machines()["a"]
 
 
@@ -245,12 +249,86 @@ def test_provision_refuses_machines_that_are_not_running(
     assert "labctl up a" in err
 
 
+def test_each_script_runs_from_its_own_private_directory_then_it_is_removed(memory_lab: Path) -> None:
+    # A fixed directory in a world-writable /tmp or /var/tmp lets a guest user plant or swap the
+    # script that root then runs: every run gets a new one from mktemp -d (0700, atomic).
+    prov, context = provisioner(memory_lab)
+    prov.provision(context.lab.machine("a"))
+    calls = [argv for _, argv in MemoryDriver.calls]
+    made = [i for i, argv in enumerate(calls) if argv[0] == "mktemp"]
+    assert len(made) == 2 and all(calls[i][:2] == ["mktemp", "-d"] for i in made)
+    directories = [f"/tmp/labctl-provision.fake{n:04d}" for n in (1, 2)]
+    for i, directory in zip(made, directories, strict=True):
+        write, run, remove = calls[i + 1], calls[i + 2], calls[i + 3]
+        assert write[:3] == ["sh", "-c", WRITE_FILE] and write[4].startswith(directory + "/")
+        assert run[:2] == ["/bin/sh", write[4]]
+        assert remove == ["rm", "-rf", "--", directory]
+    # Nothing else names a path in a shared temporary directory.
+    fixed = [a for argv in calls for a in argv if a.startswith(("/tmp", "/var/tmp"))]
+    assert all(a.startswith(tuple(directories)) for a in fixed)
+
+
+def test_a_script_is_never_uploaded_when_mktemp_fails(
+    memory_lab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = MemoryDriver.run
+
+    def no_mktemp(self: MemoryDriver, machine: Machine, argv: Sequence[str], **kw: Any) -> ExecResult:
+        if argv[0] == "mktemp":
+            return ExecResult(1, "", "mktemp: failed to create directory: Read-only file system")
+        return real_run(self, machine, argv, **kw)
+
+    monkeypatch.setattr(MemoryDriver, "run", no_mktemp)
+    prov, context = provisioner(memory_lab)
+    with pytest.raises(ProvisionError, match=r"private directory .* Read-only file system") as caught:
+        prov.provision(context.lab.machine("b"))
+    assert caught.value.hint is not None and "mktemp" in caught.value.hint
+    assert not [argv for _, argv in MemoryDriver.calls if argv[0] in ("sh", "/bin/sh")]
+
+
+def test_a_tree_changed_after_validation_is_refused_at_run_time(memory_lab: Path, tmp_path: Path) -> None:
+    # validate saw a plain site/; by the time the step runs, css/ leads to a stand-in for /root.
+    (tmp_path / "root-standin").mkdir()
+    (tmp_path / "root-standin" / "id_ed25519").write_text("PRIVATE KEY STAND-IN\n")
+    prov, context = provisioner(memory_lab)
+    css = memory_lab.parent / "site" / "css"
+    css.rename(css.with_name("css-old"))
+    css.symlink_to(tmp_path / "root-standin")
+    with pytest.raises(
+        ProvisionError, match=r"^step 2/4 \(file site -> /srv/www\) failed: .*css is a symlink"
+    ):
+        prov.provision(context.lab.machine("a"))
+    assert not any(b"PRIVATE KEY" in data for data in MemoryDriver.files.values())
+    assert not any(argv[:3] == ["sh", "-c", EXTRACT_INTO] for _, argv in MemoryDriver.calls)
+
+
+def test_a_script_swapped_for_a_link_is_not_uploaded(
+    memory_lab: Path, tmp_path: Path, write_labfile: Callable[..., Path]
+) -> None:
+    (tmp_path / "shadow-standin").write_text("root:$6$stand-in-hash:19000::::::\n")
+    script = memory_lab.parent / "setup.sh"
+    script.write_text("echo set up\n")
+    labfile = write_labfile(
+        """\
+        name: mem
+        machines:
+          a: {kind: ns, namespaces: [mnt], provision: [{shell: {script: setup.sh}}]}
+        """
+    )
+    prov, context = provisioner(labfile)
+    script.unlink()
+    script.symlink_to(tmp_path / "shadow-standin")
+    with pytest.raises(ProvisionError, match=r"^step 1/1 \(shell setup\.sh\) failed: .*setup\.sh"):
+        prov.provision(context.lab.machine("a"))
+    assert not any(b"stand-in-hash" in data for data in MemoryDriver.files.values())
+
+
 def test_tar_of_owns_files_by_root_and_applies_the_mode(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "f").write_text("x")
     (tree / "f").symlink_to("sub/f")
-    with tarfile.open(fileobj=io.BytesIO(tar_of(tree, ".", 0o640))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(tar_of(tree, tree, 0o640)[0])) as archive:
         members = {m.name: m for m in archive.getmembers()}
     assert members["./sub/f"].mode == 0o640 and members["./sub/f"].uid == 0
     assert members["./sub"].mode == 0o755 and members["./sub"].uname == "root"
