@@ -8,7 +8,6 @@ reason, and running `up` again completes the lab.
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -194,8 +193,8 @@ class LabRunner:
         self._remove_remote_volumes(recorded)
         for box in {m.box for m in self.lab.machines if m.box}:
             self.context.store.unregister_user(box, self.lab.id)
-        shutil.rmtree(self.context.data_dir, ignore_errors=True)
-        shutil.rmtree(self.context.state.dir, ignore_errors=True)
+        self.context.remove(self.context.data_dir, ignore_errors=True)
+        self.context.remove(self.context.state.dir, ignore_errors=True)
 
     def _recorded_uris(self) -> list[str]:
         """libvirt URIs recorded for machines (also ones the labfile no longer names)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from labctl.addressing import Lease
 from labctl.drivers.overlay import is_mounted
 from labctl.errors import DriverError
+from labctl.paths import remove_file
 from labctl.run import run
 
 NETNS_DIR = Path("/run/netns")
@@ -65,7 +66,7 @@ def attach_netns(name: str, pid: int) -> Path:
     with _netns_lock:
         if path.exists() and is_mounted(path):
             run(["ip", "netns", "delete", name])
-        path.unlink(missing_ok=True)  # a leftover file whose bind mount is gone
+        remove_file(path, NETNS_DIR)  # a leftover file whose bind mount is gone
         run(["ip", "netns", "attach", name, str(pid)])
     return path
 
@@ -75,7 +76,7 @@ def delete_netns(name: str) -> None:
     with _netns_lock:
         if path.exists() and is_mounted(path):
             run(["ip", "netns", "delete", name])
-        path.unlink(missing_ok=True)
+        remove_file(path, NETNS_DIR)
 
 
 def plug(netns: str, links: Sequence[Link]) -> None:

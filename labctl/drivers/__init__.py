@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from labctl.errors import UsageError
 from labctl.labfile.models import Kind, Lab, Machine
-from labctl.paths import labctl_home
+from labctl.paths import labs_dir, remove_tree
 from labctl.state import LabState
 
 if TYPE_CHECKING:
@@ -73,7 +73,11 @@ class LabContext:
     @property
     def data_dir(self) -> Path:
         """Disks, overlays and seeds: outside the user's tree so the qemu user can read them."""
-        return labctl_home() / "labs" / self.lab.id
+        return labs_dir() / self.lab.id
+
+    def remove(self, path: Path, *, ignore_errors: bool = False) -> None:
+        """Remove a file or tree of this lab: only inside its data directory or its .labctl/."""
+        remove_tree(path, self.data_dir, self.state.dir, ignore_errors=ignore_errors)
 
     @property
     def key_path(self) -> Path:

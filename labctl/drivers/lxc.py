@@ -15,7 +15,6 @@ and nothing is copied: the box stays the one lower layer of every container.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,8 +183,7 @@ class LxcDriver(Driver):
             if netns.link_exists(nic.host):
                 run(["ip", "link", "delete", nic.host], check=False)
         directory = self.directory(machine)
-        if directory.exists():
-            shutil.rmtree(directory)
+        self.context.remove(directory)
 
     # -- inspection and access ------------------------------------------------------------------
     def state(self, machine: Machine) -> MachineState:
