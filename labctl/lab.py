@@ -33,8 +33,8 @@ class LabRunner:
     """The verbs that act on several machines of one lab."""
 
     def __init__(self, lab: Lab) -> None:
-        self.lab = lab
         self.context = LabContext(lab)
+        self.lab = self.context.lab  # as its state knows it (see labctl.state.bind)
         self._drivers: dict[Kind, Driver] = {}
         self._drivers_lock = threading.Lock()
 

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import stat
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 from labctl import state_schema
 from labctl.errors import StateError
+from labctl.labfile.models import Lab
 from labctl.paths import STATE_DIR_NAME
 
 FORMAT = 1
@@ -73,9 +75,11 @@ def check_trusted(path: Path, info: os.stat_result, state_dir: Path) -> None:
 class LabState:
     """The state directory of one lab. Machine records are plain JSON dicts keyed by name."""
 
-    def __init__(self, lab_root: Path, lab_id: str) -> None:
+    def __init__(self, lab_root: Path, lab_id: str, labfile: Path | None = None) -> None:
         self.dir = lab_root / STATE_DIR_NAME
         self.lab_id = lab_id
+        # Recorded so that a second labfile in the same directory cannot take this state over.
+        self.labfile = str(labfile.resolve()) if labfile is not None else None
         self.path = self.dir / "state.json"
         # Drivers of one lab update records from several threads during a parallel `up`.
         self._records_lock = threading.RLock()
@@ -154,6 +158,8 @@ class LabState:
         self.ensure_dir()
         data["format"] = FORMAT
         data["lab_id"] = self.lab_id
+        if self.labfile is not None:
+            data["labfile"] = self.labfile
         problems = state_schema.problems(data)
         if problems:  # a labctl bug: the next load would refuse the file
             raise ValueError(f"refusing to write state that labctl could not read back: {problems}")
@@ -190,9 +196,29 @@ class LabState:
             self._acquire(fd, wait)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
+            self._claim()
             yield
         finally:
             os.close(fd)
+
+    def _claim(self) -> None:
+        """Under the lock: refuse state another labfile owns, and record ours in state from
+        before labctl recorded it (its first user to change the lab adopts it)."""
+        data = self.recorded()
+        if data is None or self.labfile is None:
+            return
+        self.check_owner(data)
+        if "labfile" not in data:
+            self.save(data)
+
+    def check_owner(self, data: dict[str, Any]) -> None:
+        owner = data.get("labfile")
+        if owner is not None and owner != self.labfile:
+            raise StateError(
+                f"{self.dir} belongs to the labfile {owner}, not to {self.labfile}",
+                f"labfiles in one directory share .labctl/: destroy that lab first (labctl -f {shlex.quote(owner)} "
+                "destroy), or give this labfile a directory of its own",
+            )
 
     def _open_lock(self, lock_path: Path) -> int:
         """The lock file, never through a link (root would create or truncate its target)."""
@@ -230,3 +256,19 @@ class LabState:
                         "wait for it to finish, or stop it; the lock frees itself when it exits",
                     ) from None
                 time.sleep(0.1)
+
+
+def bind(lab: Lab) -> Lab:
+    """The lab, once sure that its .labctl/ (when there is one) belongs to its labfile.
+
+    Two labfiles in one directory would share .labctl/ (their machines' records, keys and
+    lock): the first to write it owns it, and any other labfile is refused until that lab is
+    destroyed. State from before labctl recorded the labfile is adopted by the first labfile
+    that takes the lab's lock (LabState.lock).
+    """
+    state = LabState(lab.root, lab.id, lab.file)
+    data = state.recorded()
+    if data is None:
+        return lab
+    state.check_owner(data)
+    return lab

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from labctl.errors import UsageError
 from labctl.labfile.models import Kind, Lab, Machine
 from labctl.paths import labs_dir, remove_tree
-from labctl.state import LabState
+from labctl.state import LabState, bind
 
 if TYPE_CHECKING:
     from labctl.box import BoxStore
@@ -58,8 +58,8 @@ class LabContext:
     """What every driver of one lab shares."""
 
     def __init__(self, lab: Lab, store: BoxStore | None = None) -> None:
-        self.lab = lab
-        self.state = LabState(lab.root, lab.id)
+        self.lab = bind(lab)
+        self.state = LabState(self.lab.root, self.lab.id, self.lab.file)
         self._store = store
 
     @property
