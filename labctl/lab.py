@@ -68,13 +68,14 @@ class LabRunner:
 
     def up(self, machines: Sequence[Machine], provision: bool | None = None) -> list[Outcome]:
         """provision: None provisions machines never provisioned yet (new ones), True all, False none."""
-        from labctl import keys, network, placement
+        from labctl import keys, network, placement, state
 
         placement.check(self.lab)
         self._ensure_boxes(machines)
         for kind in {m.kind for m in machines}:
             self.driver(kind).check_host([m for m in machines if m.kind is kind])
         self.context.state.ensure_dir()
+        state.claim_id(self.lab)
         keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
         self._register_boxes(machines)
         if any(m.networks for m in machines):
@@ -186,7 +187,7 @@ class LabRunner:
 
     def _destroy_lab_wide(self) -> None:
         """What belongs to the lab rather than to one machine: networks, data dir, state."""
-        from labctl import network
+        from labctl import network, state
 
         recorded = self._recorded_uris()
         network.remove_networks(self.lab, recorded)
@@ -195,6 +196,7 @@ class LabRunner:
             self.context.store.unregister_user(box, self.lab.id)
         self.context.remove(self.context.data_dir, ignore_errors=True)
         self.context.remove(self.context.state.dir, ignore_errors=True)
+        state.release_id(self.lab)
 
     def _recorded_uris(self) -> list[str]:
         """libvirt URIs recorded for machines (also ones the labfile no longer names)."""

@@ -49,6 +49,11 @@ def labs_dir() -> Path:
     return labctl_home() / "labs"
 
 
+def lab_owners_dir() -> Path:
+    """One file per lab id in use, naming the labfile that owns it (see labctl.state.claim_id)."""
+    return labctl_home() / "owners"
+
+
 def removable(path: Path, *roots: Path) -> Path:
     """path, once sure that removing it touches nothing outside roots; else LabctlError.
 

@@ -13,6 +13,7 @@ labctl.state_schema. Anything else is refused with a StateError that says what t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -28,10 +29,12 @@ from typing import Any
 
 from labctl import state_schema
 from labctl.errors import StateError
-from labctl.labfile.models import Lab
-from labctl.paths import STATE_DIR_NAME
+from labctl.labfile.models import ID_DIGITS, LEGACY_ID_DIGITS, Lab
+from labctl.paths import STATE_DIR_NAME, lab_owners_dir, remove_file
 
-FORMAT = 1
+# 2: the labfile is recorded, and new labs have wide ids (a labctl that reads only format 1
+# would take a wide-id lab for one with a short id, and lose its machines).
+FORMAT = 2
 _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -259,7 +262,12 @@ class LabState:
 
 
 def bind(lab: Lab) -> Lab:
-    """The lab, once sure that its .labctl/ (when there is one) belongs to its labfile.
+    """The lab as its .labctl/ knows it: with the id recorded there, once sure that the state
+    belongs to this labfile.
+
+    A lab made before ids were widened keeps its short id, since the names of its domains,
+    networks, containers and directories hold it; the recorded id is honoured only when this
+    labfile's path gives it, so a state file cannot point labctl at another lab's objects.
 
     Two labfiles in one directory would share .labctl/ (their machines' records, keys and
     lock): the first to write it owns it, and any other labfile is refused until that lab is
@@ -269,6 +277,57 @@ def bind(lab: Lab) -> Lab:
     state = LabState(lab.root, lab.id, lab.file)
     data = state.recorded()
     if data is None:
+        check_id_owner(lab)
         return lab
     state.check_owner(data)
-    return lab
+    recorded = data["lab_id"]
+    for digits in (ID_DIGITS, LEGACY_ID_DIGITS):
+        if (candidate := dataclasses.replace(lab, id_digits=digits)).id == recorded:
+            check_id_owner(candidate)
+            return candidate
+    raise StateError(
+        f"{state.path} records lab id {recorded}, which this labfile does not give (it gives {lab.id})",
+        "the lab was renamed, or its directory moved or reached by another path, since it was made: undo "
+        f"that and run `labctl destroy`; or, once nothing of lab {recorded} is left, remove {state.dir}",
+    )
+
+
+def bound_if_possible(lab: Lab) -> Lab:
+    """bind(lab), or lab as loaded when its state is refused: for verbs that only report."""
+    try:
+        return bind(lab)
+    except StateError:
+        return lab
+
+
+# -- one labfile per lab id ---------------------------------------------------------------------
+# Ids are a hash of the lab's directory: 48 bits make a chance collision negligible, but a
+# directory could be searched for that gives another lab's id. Every name labctl gives a lab's
+# objects holds the id, so the first labfile to bring a lab up owns the id until it is destroyed.
+
+
+def check_id_owner(lab: Lab) -> None:
+    """Refuse a lab whose id another labfile has claimed."""
+    marker = lab_owners_dir() / lab.id
+    try:
+        owner = marker.read_text().strip()
+    except FileNotFoundError:
+        return
+    if owner != str(lab.file.resolve()):
+        raise StateError(
+            f"lab id {lab.id} is taken by the lab of {owner}: two lab directories give the same id",
+            f"rename this lab (name: in the labfile); or, if that lab is gone, remove {marker}",
+        )
+
+
+def claim_id(lab: Lab) -> None:
+    """Record this labfile as the owner of its lab id (a no-op when it is already)."""
+    check_id_owner(lab)
+    marker = lab_owners_dir() / lab.id
+    if not marker.exists():
+        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(marker, f"{lab.file.resolve()}\n".encode(), 0o600)
+
+
+def release_id(lab: Lab) -> None:
+    remove_file(lab_owners_dir() / lab.id, lab_owners_dir())

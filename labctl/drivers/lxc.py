@@ -180,8 +180,7 @@ class LxcDriver(Driver):
         if self.state(machine) in (MachineState.RUNNING, MachineState.PAUSED):
             run(self.lxc("lxc-stop", machine, "--kill"))
         for nic in self.nics(machine):  # liblxc removes its veths; a crash of lxc-start may not
-            if netns.link_exists(nic.host):
-                run(["ip", "link", "delete", nic.host], check=False)
+            netns.delete_link(nic.host, nic.bridge)
         directory = self.directory(machine)
         self.context.remove(directory)
 
