@@ -76,8 +76,11 @@ def _pool(network: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[ipadd
 
 
 def bridge_name(lab: Lab, network: Network) -> str:
-    """At most 15 characters (the kernel's limit), unique per lab and network."""
-    digest = hashlib.sha256(f"{lab.id}/{network.name}".encode()).hexdigest()[:8]
+    """lcbr + 11 hex digits: 15 characters, the kernel's limit (IFNAMSIZ - 1), and 44 bits, so
+    labs do not collide by chance; network.collision refuses a clash with an existing interface.
+    A lab with a short legacy id keeps the 8 digits its live bridges were made with."""
+    digits = 8 if lab.legacy_id else 11
+    digest = hashlib.sha256(f"{lab.id}/{network.name}".encode()).hexdigest()[:digits]
     return f"lcbr{digest}"
 
 

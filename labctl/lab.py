@@ -8,7 +8,6 @@ reason, and running `up` again completes the lab.
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,8 +33,8 @@ class LabRunner:
     """The verbs that act on several machines of one lab."""
 
     def __init__(self, lab: Lab) -> None:
-        self.lab = lab
         self.context = LabContext(lab)
+        self.lab = self.context.lab  # as its state knows it (see labctl.state.bind)
         self._drivers: dict[Kind, Driver] = {}
         self._drivers_lock = threading.Lock()
 
@@ -69,7 +68,7 @@ class LabRunner:
 
     def up(self, machines: Sequence[Machine], provision: bool | None = None) -> list[Outcome]:
         """provision: None provisions machines never provisioned yet (new ones), True all, False none."""
-        from labctl import keys, network, placement
+        from labctl import keys, network, placement, state
 
         placement.check(self.lab)
         self._ensure_boxes(machines)
@@ -77,6 +76,7 @@ class LabRunner:
             self.driver(kind).check_host([m for m in machines if m.kind is kind])
         self.context.state.ensure_dir()
         self.context.prepare_data_dir()
+        state.claim_id(self.lab)
         keys.ensure_keypair(self.context.key_path, f"labctl-{self.lab.id}")
         self._register_boxes(machines)
         if any(m.networks for m in machines):
@@ -188,15 +188,16 @@ class LabRunner:
 
     def _destroy_lab_wide(self) -> None:
         """What belongs to the lab rather than to one machine: networks, data dir, state."""
-        from labctl import network
+        from labctl import network, state
 
         recorded = self._recorded_uris()
         network.remove_networks(self.lab, recorded)
         self._remove_remote_volumes(recorded)
         for box in {m.box for m in self.lab.machines if m.box}:
             self.context.store.unregister_user(box, self.lab.id)
-        shutil.rmtree(self.context.data_dir, ignore_errors=True)
-        shutil.rmtree(self.context.state.dir, ignore_errors=True)
+        self.context.remove(self.context.data_dir, ignore_errors=True)
+        self.context.remove(self.context.state.dir, ignore_errors=True)
+        state.release_id(self.lab)
 
     def _recorded_uris(self) -> list[str]:
         """libvirt URIs recorded for machines (also ones the labfile no longer names)."""

@@ -9,6 +9,7 @@ container kinds never load it.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from labctl.errors import DriverError, HostError
 NAMESPACE = "https://labctl.invalid/xmlns/1"
 PREFIX = "labctl"
 NAME_PREFIX = "labctl-"
+_NETWORK_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")  # a labfile network name
 
 # libvirt features that depend on its version, in one table (virtinst's support.py idea):
 # name -> (first libvirt version as (major, minor, micro), why labctl cares).
@@ -192,6 +194,14 @@ def lab_objects(uri: str, lab_id: str) -> LabObjects:
         networks = [
             n.name()
             for n in conn.listAllNetworks(0)
-            if (owned_by(n, lab_id) if by_metadata else n.name().startswith(f"{NAME_PREFIX}{lab_id}-"))
+            if (owned_by(n, lab_id) if by_metadata else network_named_for(n.name(), lab_id))
         ]
     return LabObjects(sorted(domains), sorted(networks))
+
+
+def network_named_for(name: str, lab_id: str) -> bool:
+    """Whether name is labctl-<lab id>-<network name>. The rest after the id must be a network
+    name, else lab 'a' would claim the networks of a lab named 'a-<hex>-b'; with 12-digit ids
+    that rest ('b-<12 hex>-<network>') is always longer than a network name may be."""
+    prefix = f"{NAME_PREFIX}{lab_id}-"
+    return name.startswith(prefix) and _NETWORK_NAME.fullmatch(name[len(prefix) :]) is not None

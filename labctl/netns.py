@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl import console
 from labctl.addressing import Lease
 from labctl.drivers.overlay import is_mounted
 from labctl.errors import DriverError
+from labctl.paths import remove_file
 from labctl.run import run
 
 NETNS_DIR = Path("/run/netns")
+SYS_NET = Path("/sys/class/net")
 # `ip netns add` makes /run/netns a shared mount on first use; two threads racing there stack it.
 _netns_lock = threading.Lock()
 
@@ -44,7 +47,31 @@ def veth_name(owner: str, index: int, prefix: str = "lcv") -> str:
 
 
 def link_exists(name: str) -> bool:
-    return (Path("/sys/class/net") / name).exists()
+    return (SYS_NET / name).exists()
+
+
+def master_of(name: str) -> str | None:
+    """The bridge interface name is a port of, or None."""
+    master = SYS_NET / name / "master"
+    return master.resolve().name if master.is_symlink() else None
+
+
+def foreign(name: str, bridge: str) -> str | None:
+    """The bridge of another lab that an existing interface of this name is on, or None.
+
+    veth names are a short hash of the container name (36 bits, to fit 15 characters): a clash
+    with another lab's veth is unlikely but possible, and must never delete that lab's link.
+    """
+    owner = master_of(name) if link_exists(name) else None
+    return owner if owner not in (None, bridge) else None
+
+
+def delete_link(name: str, bridge: str) -> None:
+    """Delete a host-side veth of ours (on bridge, or on none); leave another lab's alone."""
+    if (owner := foreign(name, bridge)) is not None:
+        console.warn(f"host interface {name} is on bridge {owner}, not this lab's {bridge}; left alone")
+    elif link_exists(name):
+        run(["ip", "link", "delete", name], check=False)
 
 
 def require_bridge(bridge: str, network: str) -> None:
@@ -65,7 +92,7 @@ def attach_netns(name: str, pid: int) -> Path:
     with _netns_lock:
         if path.exists() and is_mounted(path):
             run(["ip", "netns", "delete", name])
-        path.unlink(missing_ok=True)  # a leftover file whose bind mount is gone
+        remove_file(path, NETNS_DIR)  # a leftover file whose bind mount is gone
         run(["ip", "netns", "attach", name, str(pid)])
     return path
 
@@ -75,7 +102,7 @@ def delete_netns(name: str) -> None:
     with _netns_lock:
         if path.exists() and is_mounted(path):
             run(["ip", "netns", "delete", name])
-        path.unlink(missing_ok=True)
+        remove_file(path, NETNS_DIR)
 
 
 def plug(netns: str, links: Sequence[Link]) -> None:
@@ -83,6 +110,12 @@ def plug(netns: str, links: Sequence[Link]) -> None:
     host_lines = []
     for link in links:
         require_bridge(link.bridge, link.lease.network)
+        if (owner := foreign(link.host, link.bridge)) is not None:
+            raise DriverError(
+                f"host interface {link.host} exists on bridge {owner}, not on this lab's {link.bridge}: "
+                "another lab's veth has the name this machine's would get",
+                "labctl leaves it alone; rename this machine (veth names are a hash of the container name)",
+            )
         if link_exists(link.host):
             run(["ip", "link", "delete", link.host])  # its peer may be gone or half-configured
         host_lines += [
@@ -112,5 +145,4 @@ def _inside_script(links: Sequence[Link]) -> str:
 
 def unplug(links: Sequence[Link]) -> None:
     for link in links:
-        if link_exists(link.host):
-            run(["ip", "link", "delete", link.host], check=False)
+        delete_link(link.host, link.bridge)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -62,3 +63,66 @@ def own_dir(path: Path, mode: int, group: int = -1) -> Path:
     if stat.S_IMODE(info.st_mode) != mode:
         path.chmod(mode)
     return path
+
+
+def labs_dir() -> Path:
+    """Where each lab's disks, overlays and bundles live, one directory per lab id."""
+    return labctl_home() / "labs"
+
+
+def lab_owners_dir() -> Path:
+    """One file per lab id in use, naming the labfile that owns it (see labctl.state.claim_id)."""
+    return labctl_home() / "owners"
+
+
+def removable(path: Path, *roots: Path) -> Path:
+    """path, once sure that removing it touches nothing outside roots; else LabctlError.
+
+    Every removal labctl does goes through here (remove_tree, remove_file): the roots are
+    labctl's own directories (a lab's data directory and .labctl/, the box store), derived from
+    the lab id and labctl's home, while the path may hold names from a labfile or a state file.
+    Links are judged as links: a symlinked last component is the link itself (removing it never
+    touches its target), a symlink higher up counts where it leads; so when a root is itself a
+    link, nothing under it can be removed (it all resolves elsewhere).
+    """
+    target = _where(path)
+    for root in roots:
+        base = _where(root)
+        if (target == base or base in target.parents) and not _guarded(target):
+            return path
+    raise LabctlError(
+        f"refusing to remove {path}: it is not inside labctl's own directories ({', '.join(map(str, roots))})",
+        "something (a state file, a symlink) points labctl elsewhere; check it before running labctl again",
+    )
+
+
+def _where(path: Path) -> Path:
+    """The absolute path of the directory entry itself: parents resolved, a final link kept."""
+    absolute = path.absolute()
+    if absolute.name in ("", ".."):  # / itself, or a name that is a step up: resolve it all
+        return absolute.resolve()
+    return absolute.parent.resolve() / absolute.name
+
+
+def _guarded(target: Path) -> bool:
+    """/, labctl's home and everything above it are never removed, whatever the roots say."""
+    home = _where(labctl_home())
+    return target == home or target in home.parents or target == _where(labs_dir())
+
+
+def remove_tree(path: Path, *roots: Path, ignore_errors: bool = False) -> None:
+    """Remove path (a directory with all it holds, or a file or link) when inside roots.
+
+    A missing path is fine. A symlink is removed as a link, never followed; shutil.rmtree
+    itself does not follow links inside the tree.
+    """
+    removable(path, *roots)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=ignore_errors)  # noqa: TID251 - the checked removal
+
+
+def remove_file(path: Path, *roots: Path) -> None:
+    """Path.unlink(missing_ok=True), when path is inside roots."""
+    removable(path, *roots).unlink(missing_ok=True)

@@ -10,7 +10,6 @@ recorded start-up phases are not inflated by its siblings booting on the same co
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from labctl import addressing, console, host
 from labctl.errors import DriverError, UsageError
-from labctl.paths import labctl_home
+from labctl.paths import labctl_home, remove_tree
 
 if TYPE_CHECKING:
     from labctl.lab import LabRunner
@@ -110,7 +109,7 @@ def _teardown(runner: LabRunner, root: Path) -> None:
             f"comparison lab {runner.lab.id} was not fully removed; run: labctl -f {root / 'labfile.yml'} destroy"
         )
         return
-    shutil.rmtree(root, ignore_errors=True)
+    remove_tree(root, labctl_home() / "bench", ignore_errors=True)
 
 
 @contextlib.contextmanager

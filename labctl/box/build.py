@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,7 +151,7 @@ def _clean(root: Path, recipe: Recipe) -> None:
             "root/.bash_history", "dev/*", "run/*",
         ):  # fmt: skip
             for found in root.glob(pattern):
-                _remove(found)
+                paths.remove_tree(found, root)
         _purge_excluded(root, recipe)
         # Empty, not absent: systemd then generates a new machine ID at first boot.
         _write(root, "/etc/machine-id", "")
@@ -169,18 +168,11 @@ def _purge_excluded(root: Path, recipe: Recipe) -> None:
             for path in files:
                 inside = "/" + path.relative_to(root).as_posix()
                 if not any(fnmatch.fnmatch(inside, keep) for keep in recipe.dpkg_include):
-                    path.unlink()
+                    paths.remove_file(path, root)
 
 
 def _files_under(directory: Path) -> list[Path]:
     return [Path(d, f) for d, _dirs, files in os.walk(directory) for f in files]
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _write(root: Path, target: str, content: str, mode: int = 0o644) -> None:

@@ -20,7 +20,6 @@ user namespace and nowhere else: the copy's ping grants a host user nothing.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import struct
 import tempfile
@@ -30,7 +29,7 @@ from labctl import console
 from labctl.box.store import SHIFTED_PREFIX, Box, BoxStore
 from labctl.errors import BoxError
 from labctl.idmap import Idmap
-from labctl.paths import inside
+from labctl.paths import inside, remove_tree
 from labctl.run import run
 
 CAPS = "security.capability"
@@ -59,7 +58,7 @@ def ensure_shifted(store: BoxStore, box: Box, idmap: Idmap) -> Path:
         with store.lock(box.name):  # and no build, import or removal of the box meanwhile
             for stale in box.path.glob(f".{target.name}.partial-*"):
                 # A killed labctl's cp may live on and still write there: never reuse its dir.
-                shutil.rmtree(stale, ignore_errors=True)
+                remove_tree(stale, store.path, ignore_errors=True)
             partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=box.path))
             title = f"copying box {box.name} for unprivileged containers (host uid {idmap.uid})"
             try:
@@ -69,7 +68,7 @@ def ensure_shifted(store: BoxStore, box: Box, idmap: Idmap) -> Path:
                     partial.chmod(0o700)  # owned by container root now: it alone passes
                     partial.rename(target)
             except BaseException:
-                shutil.rmtree(partial, ignore_errors=True)
+                remove_tree(partial, store.path, ignore_errors=True)
                 raise
     return target
 

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -242,13 +241,13 @@ class BoxStore:
         root = self.path / ".staging"
         _mkdirs(root)
         for stale in root.glob(f"{name}.*"):
-            _remove_tree(stale)
+            _remove_tree(stale, root)
         stage = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=root))
         try:
             yield stage
         finally:
             unmount_under(stage)
-            _remove_tree(stage)
+            _remove_tree(stage, root)
 
     def install(self, name: str, stage: Path) -> Box:
         """Move a complete staged box into place, replacing any older box of that name."""
@@ -258,7 +257,7 @@ class BoxStore:
         if target.exists():
             target.rename(old)
         stage.rename(target)
-        _remove_tree(old)
+        _remove_tree(old, self.path)
         # The staging context still removes its directory; give it an empty one.
         stage.mkdir()
         return self.get(name)
@@ -272,8 +271,8 @@ class BoxStore:
             doomed = self.path / ".staging" / f"{name}.removing-{os.getpid()}"
             _mkdirs(doomed.parent)
             (self.path / name).rename(doomed)  # gone from the store at once, even if rmtree fails
-            _remove_tree(doomed)
-            shutil.rmtree(self._users_dir(name), ignore_errors=True)
+            _remove_tree(doomed, self.path)
+            paths.remove_tree(self._users_dir(name), self.path, ignore_errors=True)
 
 
 def _check_lab_id(lab_id: str) -> str:
@@ -307,16 +306,15 @@ def _seal(rootfs: Path) -> None:
             rootfs.chmod(0o700)
 
 
-def _remove_tree(path: Path) -> None:
+def _remove_tree(path: Path, root: Path) -> None:
+    """Unmount what a build left mounted under path, then remove it (only inside root)."""
     from labctl.box.chroot import unmount_under
 
     if not path.exists() and not path.is_symlink():
         return
+    paths.removable(path, root)
     unmount_under(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    paths.remove_tree(path, root)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -100,8 +100,10 @@ def _lab_if_any(args: argparse.Namespace) -> Lab | None:
 
     if args.file is None and not find(None).exists():
         return None
+    from labctl.state import bound_if_possible
+
     try:
-        return load_lab(args.file)
+        return bound_if_possible(load_lab(args.file))  # its own bridge names, for a lab with a short id
     except LabfileError:
         console.warn("the labfile has problems (labctl validate lists them); checking the host only")
         return None

@@ -16,9 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from labctl.labfile import load_lab
+    from labctl.state import bound_if_possible
 
     try:
-        lab = load_lab(args.file)
+        lab = bound_if_possible(load_lab(args.file))  # the id a lab made with a short one keeps
     except LabfileError as exc:
         if not args.json:
             raise

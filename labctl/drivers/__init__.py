@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from labctl.errors import UsageError
 from labctl.labfile.models import Kind, Lab, Machine
-from labctl.paths import labctl_home, own_dir
-from labctl.state import LabState
+from labctl.paths import labctl_home, labs_dir, own_dir, remove_tree
+from labctl.state import LabState, bind
 
 if TYPE_CHECKING:
     from labctl.box import BoxStore
@@ -58,8 +58,8 @@ class LabContext:
     """What every driver of one lab shares."""
 
     def __init__(self, lab: Lab, store: BoxStore | None = None) -> None:
-        self.lab = lab
-        self.state = LabState(lab.root, lab.id)
+        self.lab = bind(lab)
+        self.state = LabState(self.lab.root, self.lab.id, self.lab.file)
         self._store = store
 
     @property
@@ -73,7 +73,11 @@ class LabContext:
     @property
     def data_dir(self) -> Path:
         """Disks, overlays and seeds: outside the user's tree so the qemu user can read them."""
-        return labctl_home() / "labs" / self.lab.id
+        return labs_dir() / self.lab.id
+
+    def remove(self, path: Path, *, ignore_errors: bool = False) -> None:
+        """Remove a file or tree of this lab: only inside its data directory or its .labctl/."""
+        remove_tree(path, self.data_dir, self.state.dir, ignore_errors=ignore_errors)
 
     def prepare_data_dir(self, kind: str | None = None, mode: int = 0o711) -> Path:
         """labs/<id>/ (and labs/<id>/<kind>/), search-only for others: the qemu user and mapped
@@ -81,7 +85,7 @@ class LabContext:
         """
         home = labctl_home()
         home.mkdir(parents=True, exist_ok=True)
-        own_dir(home / "labs", 0o711)
+        own_dir(labs_dir(), 0o711)
         own_dir(self.data_dir, 0o711)
         return own_dir(self.data_dir / kind, mode) if kind else self.data_dir
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -255,11 +254,9 @@ class LxcDriver(Driver):
         if self.state(machine) in (MachineState.RUNNING, MachineState.PAUSED):
             run(self.lxc("lxc-stop", machine, "--kill"))
         for nic in self.nics(machine):  # liblxc removes its veths; a crash of lxc-start may not
-            if netns.link_exists(nic.host):
-                run(["ip", "link", "delete", nic.host], check=False)
+            netns.delete_link(nic.host, nic.bridge)
         directory = self.directory(machine)
-        if directory.exists():
-            shutil.rmtree(directory)
+        self.context.remove(directory)
 
     # -- inspection and access ------------------------------------------------------------------
     def state(self, machine: Machine) -> MachineState:

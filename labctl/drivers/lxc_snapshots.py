@@ -7,11 +7,10 @@ The box below is shared and read-only, so a copy of upper/ is the machine's whol
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from labctl.errors import DriverError, UsageError
-from labctl.paths import inside
+from labctl.paths import inside, remove_tree
 from labctl.run import run
 
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -49,24 +48,19 @@ class Snapshots:
             raise DriverError(f"{self.directory.name} has no upper dir", "create the machine: labctl up")
         self.root.mkdir(mode=0o700, exist_ok=True)
         partial = self.root / f".{tag}.partial"  # a copy cut short never looks like a snapshot
-        if partial.exists():
-            shutil.rmtree(partial)
+        remove_tree(partial, self.directory)
         run(["cp", "-a", "--reflink=auto", self.upper, partial])
         partial.rename(target)
 
     def restore(self, tag: str) -> None:
         source = self.require(tag)
         staged = self.directory / ".upper.restoring"
-        if staged.exists():
-            shutil.rmtree(staged)
+        remove_tree(staged, self.directory)
         run(["cp", "-a", "--reflink=auto", source, staged])
-        if self.upper.exists():
-            shutil.rmtree(self.upper)
+        remove_tree(self.upper, self.directory)
         staged.rename(self.upper)
         # Stale overlay state from the old upper dir (liblxc 5 puts the work dir beside upper/).
-        work = self.directory / "work"
-        if work.exists():
-            shutil.rmtree(work)
+        remove_tree(self.directory / "work", self.directory)
 
     def delete(self, tag: str) -> None:
-        shutil.rmtree(self.require(tag))
+        remove_tree(self.require(tag), self.root)

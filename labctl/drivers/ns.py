@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -210,8 +209,7 @@ class NsDriver(Driver):
         self._unplug(machine)
         bundle = self.bundle(machine)
         unmount(bundle / "rootfs")
-        if bundle.exists():
-            shutil.rmtree(bundle)
+        self.context.remove(bundle)
 
     # -- inspection -----------------------------------------------------------------------------
     def state(self, machine: Machine) -> MachineState:

@@ -125,6 +125,13 @@ class Machine:
         return self.memory // (1024 * 1024)
 
 
+# Hex digits of SHA-256(lab directory) in a lab id: 48 bits, so that two directories do not
+# collide by chance (24 bits did within a few thousand). Labs made before keep their 6 digits
+# (labctl.state.bind reads which one a lab has), as every name of their objects holds the id.
+ID_DIGITS = 12
+LEGACY_ID_DIGITS = 6
+
+
 @dataclass(frozen=True)
 class Lab:
     name: str
@@ -132,6 +139,7 @@ class Lab:
     networks: tuple[Network, ...]
     machines: tuple[Machine, ...]
     libvirt_uri: str = "qemu:///system"
+    id_digits: int = ID_DIGITS
 
     @property
     def root(self) -> Path:
@@ -141,8 +149,13 @@ class Lab:
     @property
     def id(self) -> str:
         """Unique per labfile location, so two labs named 'demo' in two folders never collide."""
-        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:6]
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[: self.id_digits]
         return f"{self.name}-{digest}"
+
+    @property
+    def legacy_id(self) -> bool:
+        """Whether the lab was made before ids were widened (its short id is kept)."""
+        return self.id_digits == LEGACY_ID_DIGITS
 
     def machine(self, name: str) -> Machine:
         for machine in self.machines:

@@ -13,6 +13,8 @@ import pytest
 from labctl.errors import StateError
 from labctl.state import FORMAT, LabState, atomic_write
 
+LAB_ID = "demo-0123456789ab"
+
 
 def test_records_round_trip_and_file_is_private(tmp_path: Path) -> None:
     state = LabState(tmp_path, "demo-abc123")
@@ -32,14 +34,14 @@ def test_newer_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".labctl").mkdir()
     (tmp_path / ".labctl" / "state.json").write_text(json.dumps({"format": FORMAT + 1, "machines": {}}))
     with pytest.raises(StateError, match="written by a newer labctl"):
-        LabState(tmp_path, "x").load()
+        LabState(tmp_path, LAB_ID).load()
 
 
 def test_corrupt_state_is_reported(tmp_path: Path) -> None:
     (tmp_path / ".labctl").mkdir()
     (tmp_path / ".labctl" / "state.json").write_text("{not json")
     with pytest.raises(StateError, match="is corrupt"):
-        LabState(tmp_path, "x").load()
+        LabState(tmp_path, LAB_ID).load()
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -54,7 +56,7 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
 def _hold_lock(
     root: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event
 ) -> None:
-    with LabState(Path(root), "x").lock():
+    with LabState(Path(root), LAB_ID).lock():
         ready.set()
         release.wait(30)
 
@@ -67,14 +69,14 @@ def test_second_process_waits_then_fails_naming_the_holder(tmp_path: Path) -> No
     try:
         assert ready.wait(10)
         started = time.monotonic()
-        with pytest.raises(StateError) as caught, LabState(tmp_path, "x").lock(wait=0.5):
+        with pytest.raises(StateError) as caught, LabState(tmp_path, LAB_ID).lock(wait=0.5):
             pass
         assert time.monotonic() - started >= 0.5
         assert f"pid {holder.pid}" in caught.value.message
     finally:
         release.set()
         holder.join(10)
-    with LabState(tmp_path, "x").lock(wait=0.5):
+    with LabState(tmp_path, LAB_ID).lock(wait=0.5):
         assert (tmp_path / ".labctl" / "lock").read_text().strip() == str(os.getpid())
 
 
@@ -82,15 +84,15 @@ def test_records_from_parallel_threads_are_all_kept(tmp_path: Path) -> None:
     # Machines are created in parallel threads, each writing its own record through one LabState.
     import threading
 
-    state = LabState(tmp_path, "x")
+    state = LabState(tmp_path, LAB_ID)
 
     def write(name: str) -> None:
         for step in range(20):
-            state.update_machine(name, step=step)
+            state.update_machine(name, created_at=step)
 
     threads = [threading.Thread(target=write, args=(f"m{i}",)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert state.machines() == {f"m{i}": {"step": 19} for i in range(8)}
+    assert state.machines() == {f"m{i}": {"created_at": 19} for i in range(8)}

@@ -240,7 +240,7 @@ class VmDriver(Driver):
     def destroy(self, machine: Machine) -> None:
         self._drop_sessions(machine)
         self._remove(machine)
-        self._kept_log(machine).unlink(missing_ok=True)
+        self.context.remove(self._kept_log(machine))
 
     def _remove(self, machine: Machine) -> None:
         """Domain (with snapshot metadata and nvram) and the machine's files; idempotent."""
@@ -264,7 +264,7 @@ class VmDriver(Driver):
             pool = volumes.existing_pool(self._conn(machine))
             if pool is not None:
                 volumes.remove(pool, volumes.MachineVolumes(self.lab.id, machine.name).prefix)
-        shutil.rmtree(self._files(machine).dir, ignore_errors=True)
+        self.context.remove(self._files(machine).dir, ignore_errors=True)
 
     # -- inspection -------------------------------------------------------------------------------
 
