@@ -92,6 +92,7 @@ def _optional(check: Check) -> Check:
 
 _label = _pattern(_LABEL, "DNS label")
 
+
 # Every field any driver records, and what it may hold. A new field is added here with its check.
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"
