@@ -56,6 +56,12 @@ def connect(uri: str) -> Any:
     """A libvirt connection to uri, one per thread (parallel creates never share one)."""
     import libvirt
 
+    from labctl import libvirt_uri
+
+    refused = libvirt_uri.problem(uri)
+    if refused is not None:
+        # Every connection passes here, whoever gave the URI (labfile, state, command line).
+        raise HostError(f"libvirt URI {uri!r} refused: {refused}", f"use {libvirt_uri.EXAMPLE}")
     _quiet_libvirt(libvirt)
     cache: dict[str, Any] = _local.__dict__.setdefault("connections", {})
     conn = cache.get(uri)

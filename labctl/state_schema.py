@@ -80,10 +80,9 @@ def _address(value: Any) -> str | None:
 
 
 def _uri(value: Any) -> str | None:
-    problem = _text(value)
-    if problem is None and "://" not in value:
-        problem = f"{value!r} is not a libvirt URI"
-    return problem
+    from labctl import libvirt_uri
+
+    return _text(value) or libvirt_uri.problem(value)
 
 
 def _optional(check: Check) -> Check:

@@ -43,9 +43,14 @@ class Checker:
 
 
 def check_uri(checker: Checker, path: Key, value: Any) -> str | None:
+    from labctl import libvirt_uri
+
     uri = checker.parse(path, value, lambda v: values.text(v, "a libvirt URI such as qemu:///system"))
-    if uri is not None and "://" not in uri:
-        checker.error(path, f"expected a libvirt URI such as qemu:///system, got {uri!r}")
+    if uri is None:
+        return None
+    problem = libvirt_uri.problem(uri)
+    if problem is not None:
+        checker.error(path, f"{problem}; got {values.shown(uri)}")
         return None
     return uri
 

@@ -161,7 +161,7 @@ def test_every_problem_is_reported_at_once_with_positions(
         ),
         (
             "libvirt_uri: nonsense\nmachines: {p: {kind: ns}}",
-            "libvirt_uri: expected a libvirt URI such as qemu:///system",
+            "libvirt_uri: expected a QEMU URI such as qemu:///system",
         ),
     ],
 )

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from labctl import accel, placement
-from labctl.drivers import LabContext, SshTarget, driver_for
+from labctl.drivers import SshTarget
 from labctl.drivers.vm import volumes
-from labctl.errors import HostError
+from labctl.errors import HostError, LabfileError
 from labctl.labfile import load_lab
-from labctl.labfile.models import Accel, Kind
+from labctl.labfile.models import Accel
 from labctl.provision.inventory import ssh_common_args
 from labctl.sshjump import JumpHost
 
@@ -137,13 +137,13 @@ def test_a_network_cannot_span_hosts(write_labfile: Callable[[str], Path]) -> No
     assert placement.machine_uri(lab, lab.machine("c")) == "qemu:///system"
 
 
-def test_check_host_refuses_a_remote_host_without_ssh(write_labfile: Callable[[str], Path]) -> None:
-    lab = _lab(
-        write_labfile,
-        "machines: {v: {kind: vm, box: debian-12, libvirt_uri: 'qemu+tls://lab-host/system'}}\n",
-    )
-    with pytest.raises(HostError, match="need an SSH transport"):
-        driver_for(Kind.VM, LabContext(lab)).check_host(lab.machines)
+def test_a_remote_host_without_ssh_is_refused_by_validate(write_labfile: Callable[[str], Path]) -> None:
+    with pytest.raises(LabfileError, match="'qemu\\+tls' transport is not supported") as raised:
+        _lab(
+            write_labfile,
+            "machines: {v: {kind: vm, box: debian-12, libvirt_uri: 'qemu+tls://lab-host/system'}}\n",
+        )
+    assert raised.value.problems[0].path == "machines.v.libvirt_uri"
 
 
 # -- accelerator of a remote host ---------------------------------------------------------------------
