@@ -40,26 +40,46 @@ def plan(lab: Lab) -> dict[tuple[str, str], Lease]:
     """(machine, network) -> Lease for every attachment in the lab."""
     leases: dict[tuple[str, str], Lease] = {}
     for network in lab.networks:
-        taken = {a.ip for m in lab.machines for a in m.networks if a.network == network.name and a.ip}
-        pool = _pool(network, taken)
-        for machine in lab.machines:
-            for attachment in machine.networks:
-                if attachment.network != network.name:
-                    continue
-                ip = attachment.ip or next(pool, None)
-                if ip is None:
-                    raise LabctlError(
-                        f"network {network.name} ({network.cidr}) has no free address for {machine.name}"
-                    )
-                leases[(machine.name, network.name)] = Lease(
-                    machine.name,
-                    network.name,
-                    ip,
-                    mac_address(lab.id, machine.name, network.name),
-                    network.cidr.prefixlen,
-                    network.gateway,
+        for machine, ip in _assign(lab, network):
+            if ip is None:
+                raise LabctlError(
+                    f"network {network.name} ({network.cidr}) has no free address for {machine.name}"
                 )
+            leases[(machine.name, network.name)] = Lease(
+                machine.name,
+                network.name,
+                ip,
+                mac_address(lab.id, machine.name, network.name),
+                network.cidr.prefixlen,
+                network.gateway,
+            )
     return leases
+
+
+def unplaced(lab: Lab) -> dict[str, list[str]]:
+    """network name -> the machines it has no address left for (validate reports these)."""
+    short: dict[str, list[str]] = {}
+    for network in lab.networks:
+        for machine, ip in _assign(lab, network):
+            if ip is None:
+                short.setdefault(network.name, []).append(machine.name)
+    return short
+
+
+def capacity(network: Network) -> int:
+    """How many addresses the network hands out to machines that name none."""
+    first, last = _dynamic_range(network)
+    return max(0, last - first + 1 - (first <= int(network.gateway) <= last))
+
+
+def _assign(lab: Lab, network: Network) -> Iterator[tuple[Machine, ipaddress.IPv4Address | None]]:
+    """Each machine on network with its address, None once the pool is spent."""
+    taken = {a.ip for m in lab.machines for a in m.networks if a.network == network.name and a.ip}
+    pool = _pool(network, taken)
+    for machine in lab.machines:
+        for attachment in machine.networks:
+            if attachment.network == network.name:
+                yield machine, attachment.ip or next(pool, None)
 
 
 def leases_of(lab: Lab, machine: Machine) -> list[Lease]:
@@ -67,10 +87,20 @@ def leases_of(lab: Lab, machine: Machine) -> list[Lease]:
     return [all_leases[(machine.name, a.network)] for a in machine.networks]
 
 
+def _dynamic_range(network: Network) -> tuple[int, int]:
+    """First and last address (as integers) handed out: from .10 up, or all hosts of a tiny net."""
+    first_host = int(network.cidr.network_address) + 1
+    last_host = int(network.cidr.broadcast_address) - 1
+    hosts = last_host - first_host + 1
+    start = FIRST_DYNAMIC if hosts > FIRST_DYNAMIC + 4 else 1
+    return first_host + start, last_host
+
+
 def _pool(network: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[ipaddress.IPv4Address]:
-    hosts = list(network.cidr.hosts())
-    start = FIRST_DYNAMIC if len(hosts) > FIRST_DYNAMIC + 4 else 1
-    for ip in hosts[start:]:
+    # Counted, never listed: a /8 has 16 million hosts and a lab needs a few of them.
+    first, last = _dynamic_range(network)
+    for value in range(first, last + 1):
+        ip = ipaddress.IPv4Address(value)
         if ip not in taken and ip != network.gateway:
             yield ip
 

@@ -57,7 +57,7 @@ def check(extra_vars: Mapping[Any, Any]) -> str | None:
 
 
 def _name_problem(name: Any) -> str | None:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         return f"{name!r} is not a variable name: use letters, digits and _, not starting with a digit"
     prefix = next((p for p in RESERVED_PREFIXES if name.lower().startswith(p)), None)
     if prefix:

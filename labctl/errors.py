@@ -54,8 +54,18 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        # The path holds the labfile's own keys: a key with a newline or an escape sequence must
+        # not be able to print a line of its own (a forged "ok:") or repaint the terminal.
+        where = printable(f"{self.file}:{self.line}:{self.column}")
+        message = printable(self.message)
+        return f"{where}: {printable(self.path)}: {message}" if self.path else f"{where}: {message}"
+
+
+def printable(text: str) -> str:
+    """text with every non-printable character (control, format, line separator) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class LabfileError(LabctlError):

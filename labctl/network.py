@@ -74,11 +74,28 @@ def render_xml(lab: Lab, network: Network) -> str:
 # -- create, update, remove -------------------------------------------------------------------------
 
 
+def public_subnet_warning(network: Network) -> str | None:
+    """Valid, but worth a line: a public range is someone's real addresses, unreachable from
+    this host's lab machines (and the host) while the lab network exists."""
+    from labctl.labfile.values import is_public
+
+    if not is_public(network.cidr):
+        return None
+    return (
+        f"network {network.name} ({network.cidr}) is a public range: while the lab is up, this host "
+        "reaches those addresses on the lab bridge, not on the internet; prefer 10.0.0.0/8, "
+        "172.16.0.0/12 or 192.168.0.0/16"
+    )
+
+
 def ensure_networks(lab: Lab) -> None:
     """Create and start every network of the lab that is missing, each on the host of its
     machines (see placement); bring reservations up to date."""
-    from labctl import placement
+    from labctl import console, placement
 
+    for network in lab.networks:
+        if (message := public_subnet_warning(network)) is not None:
+            console.warn(message)
     with _lock:
         for network in lab.networks:
             _ensure_one(connect(placement.network_uri(lab, network)), lab, network)

@@ -25,7 +25,7 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def check_sha256(text: str) -> str:
-    if not _HEX64.match(text):
+    if not _HEX64.fullmatch(text):
         raise UsageError(
             f"--sha256 {text!r} is not a SHA-256 checksum", "give the 64 hex digits of sha256sum"
         )

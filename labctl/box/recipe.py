@@ -32,7 +32,7 @@ _OPTIONAL = {
 
 def validate_name(name: str) -> str:
     """Box names are DNS labels: they become directory names, LXC names and host names."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid box name {name!r}",
             "use lowercase letters, digits and hyphens (at most 63, no hyphen at either end)",
@@ -64,7 +64,7 @@ class Recipe:
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in resource_dir("boxes").glob("*.yml") if NAME_RE.match(p.stem))
+    return sorted(p.stem for p in resource_dir("boxes").glob("*.yml") if NAME_RE.fullmatch(p.stem))
 
 
 def load_recipe(name: str) -> Recipe:
@@ -154,7 +154,7 @@ def _first_boot(path: Path, raw: dict[str, Any]) -> str:
 
 
 def _size_mib(path: Path, text: str) -> int:
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
         raise BoxError(f"{path}: disk_size {text!r} is not a size", "write it like 4G or 2048M")
     return int(match.group(1)) * (1024 if match.group(2) == "G" else 1)

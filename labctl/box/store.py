@@ -144,7 +144,9 @@ class BoxStore:
     def list(self) -> list[Box]:
         if not self.path.is_dir():
             return []
-        names = sorted(p.name for p in self.path.iterdir() if NAME_RE.match(p.name) and (p / META).is_file())
+        names = sorted(
+            p.name for p in self.path.iterdir() if NAME_RE.fullmatch(p.name) and (p / META).is_file()
+        )
         return [self.get(name) for name in names]
 
     def recipe_names(self) -> builtins.list[str]:
@@ -277,7 +279,7 @@ class BoxStore:
 
 def _check_lab_id(lab_id: str) -> str:
     # A lab ID becomes a file name: no separators, no leading dot.
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", lab_id):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", lab_id):
         raise BoxError(f"invalid lab id {lab_id!r} for the box store")
     return lab_id
 

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     nets = len(lab.networks)
     print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}")
     _warn_privileged(lab)
+    _warn_public_subnets(lab)
     _warn_missing_boxes(lab)
     return 0
 
@@ -64,6 +65,15 @@ def _warn_privileged(lab: Lab) -> None:
             f"privileged: {', '.join(names)} (privileged: true): their root is the host's root, "
             "not an id-mapped user; drop the key unless a machine needs it"
         )
+
+
+def _warn_public_subnets(lab: Lab) -> None:
+    from labctl import console
+    from labctl.network import public_subnet_warning
+
+    for network in lab.networks:
+        if (message := public_subnet_warning(network)) is not None:
+            console.warn(message)
 
 
 def _warn_missing_boxes(lab: object) -> None:

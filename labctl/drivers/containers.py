@@ -20,7 +20,7 @@ MAX_NAME = 64  # lxc-* and runc accept longer, but cgroup and socket paths get l
 def container_name(context: LabContext, machine: Machine) -> str:
     """labctl-<lab id>-<machine>: unique per lab and machine, never a container labctl didn't make."""
     name = f"labctl-{context.lab.id}-{machine.name}"
-    if len(name) > MAX_NAME or not _NAME.match(name):
+    if len(name) > MAX_NAME or not _NAME.fullmatch(name):
         raise DriverError(
             f"container name {name!r} is too long or has characters lxc/runc refuse",
             f"use a shorter lab or machine name (at most {MAX_NAME} characters together)",

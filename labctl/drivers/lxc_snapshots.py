@@ -23,7 +23,7 @@ class Snapshots:
         self.root = directory / "snapshots"
 
     def path(self, tag: str) -> Path:
-        if not TAG.match(tag):
+        if not TAG.fullmatch(tag):
             raise UsageError(
                 f"bad snapshot tag {tag!r}", "use letters, digits, '.', '_' and '-' (at most 64)"
             )

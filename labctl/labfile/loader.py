@@ -7,6 +7,8 @@ size, depth and expanded nodes.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,20 @@ def parse(text: str, shown: str) -> Document:
     def fail(line: int, column: int, message: str) -> LabfileError:
         return LabfileError([Problem(shown, line, column, "", message)])
 
-    _check_depth(text, fail)
     try:
+        _check_depth(text, fail)
         node = yaml.compose(text, Loader=_Loader)
+    except yaml.reader.ReaderError as exc:
+        # libyaml counts the offset in UTF-8 bytes, PyYAML's own reader in characters.
+        offset = exc.position
+        if _Loader is not yaml.SafeLoader:
+            offset = len(text.encode()[:offset].decode(errors="ignore"))
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise fail(
+            line, column, f"not valid YAML: the character U+{code:04X} is not allowed in a YAML file"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -123,10 +136,18 @@ def _read_text(path: Path, shown: str) -> str:
 
 
 def _check_depth(text: str, fail: Any) -> None:
-    """Refuse very deep nesting before composing: the composer recurses once per level."""
+    """Refuse very deep nesting before composing: the composer recurses once per level. Refuse
+    too many values too: composing them into Python nodes is what takes the time."""
     depth = 0
+    values = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                values += 1
+                if values > MAX_NODES:
+                    mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+                    raise fail(line, column, f"the document holds more than {MAX_NODES} values")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -151,6 +172,8 @@ class _Walker:
         self.document = document
         self.problems: list[Problem] = []
         self.expanded = 0
+        # Collections being walked right now: meeting one again means an alias inside itself.
+        self.active: set[int] = set()
         self.constructor = yaml.constructor.SafeConstructor()
 
     def walk(self, node: yaml.Node, path: Key) -> Any:
@@ -160,22 +183,41 @@ class _Walker:
                 [
                     self.document.problem(
                         path,
-                        f"the document expands to more than {MAX_NODES} values (aliases nested too far?)",
+                        f"the document expands to more than {MAX_NODES} values through its aliases",
                     )
                 ]
             )
         self.document.values.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if len(path) > MAX_DEPTH:  # aliases can nest deeper than the text does
+            raise self._fatal(node, path, f"nested more than {MAX_DEPTH} levels deep (through aliases)")
+        with self._entered(node, path):
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             return [self.walk(item, (*path, index)) for index, item in enumerate(node.value)]
-        return self._scalar(node)
+
+    @contextlib.contextmanager
+    def _entered(self, node: yaml.Node, path: Key) -> Iterator[None]:
+        if id(node) in self.active:
+            raise self._fatal(node, path, "an alias refers to the collection it is in (a recursive alias)")
+        self.active.add(id(node))
+        try:
+            yield
+        finally:
+            self.active.discard(id(node))
+
+    def _fatal(self, node: yaml.Node, path: Key, message: str) -> LabfileError:
+        position = (node.start_mark.line + 1, node.start_mark.column + 1)
+        return LabfileError([*self.problems, self._at(position, path, message)])
 
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.constructor.construct_object(node)
-        except yaml.YAMLError:
-            return node.value  # e.g. an invalid timestamp: keep the text, the schema will judge it
+        except (yaml.YAMLError, ValueError, OverflowError):
+            # An invalid timestamp, an integer of thousands of digits (Python refuses to convert
+            # it): keep the text, the schema judges it like any other wrong value.
+            return node.value
 
     def _mapping(self, node: yaml.MappingNode, path: Key) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -206,7 +248,8 @@ class _Walker:
             if not isinstance(source, yaml.MappingNode):
                 self.problems.append(self.document.problem(path, "'<<' merges only mappings"))
                 continue
-            merged.update(self._mapping(source, path))
+            with self._entered(source, path):
+                merged.update(self._mapping(source, path))
         return merged
 
     def _key(self, node: yaml.Node, path: Key) -> str | None:
@@ -227,7 +270,7 @@ def kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean (YAML reads yes/no/on/off/true/false as booleans; quote it if you meant text)"
     if isinstance(value, int):
-        return f"a number ({value})"
+        return f"a number ({value})" if abs(value) < 10**15 else "a very large number"
     if isinstance(value, float):
         return f"a number ({value:g})"
     if isinstance(value, str):

@@ -33,6 +33,7 @@ MAX_MEMORY = 1024**4
 DEFAULT_MEMORY = 512 * 1024**2
 DEFAULT_DISK = 8 * 1024**3
 DEFAULT_COMMAND = ("sleep", "infinity")
+RESERVED_GROUPS = ("all", "ungrouped")  # Ansible's implicit groups
 
 
 class MachineBuilder:
@@ -236,10 +237,13 @@ def _groups(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError(f"expected a list of group names, got {kind_of(value)}")
     for item in value:
-        if not isinstance(item, str) or not values.GROUP_NAME.match(item):
+        if not isinstance(item, str) or not values.GROUP_NAME.fullmatch(item):
+            shown = values.shown(item) if isinstance(item, str) else kind_of(item)
             raise ValueError(
-                f"group names use lowercase letters, digits and _, starting with a letter; got {item!r}"
+                f"group names use lowercase letters, digits and _, starting with a letter; got {shown}"
             )
+        if item in RESERVED_GROUPS:
+            raise ValueError(f"{item!r} is Ansible's own group of every host; choose another name")
     return tuple(value)
 
 

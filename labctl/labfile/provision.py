@@ -136,7 +136,7 @@ class ProvisionChecker:
 
     def _playbook(self, path: Key, value: Any) -> Path | None:
         """A path relative to the labfile, or the name of a playbook shipped with labctl."""
-        if isinstance(value, str) and values.DNS_LABEL.match(value):
+        if isinstance(value, str) and values.DNS_LABEL.fullmatch(value):
             shipped = resource_dir("playbooks") / f"{value}.yml"
             if shipped.is_file() and not (self.root / value).exists():
                 return shipped

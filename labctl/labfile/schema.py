@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 from pathlib import Path
@@ -13,6 +14,7 @@ from labctl.labfile.checker import Checker, check_uri, choices
 from labctl.labfile.loader import Document, Key, kind_of
 from labctl.labfile.machines import ALL_MACHINE_KEYS, MachineBuilder
 from labctl.labfile.models import (
+    Kind,
     Lab,
     Machine,
     Network,
@@ -22,6 +24,7 @@ from labctl.labfile.models import (
 LAB_KEYS = ["name", "defaults", "networks", "machines", "libvirt_uri"]
 NETWORK_KEYS = ["cidr", "mode"]
 DEFAULT_NETWORK = "lab"
+RESOLV_CONF = Path("/etc/resolv.conf")
 
 
 def build_lab(document: Document, labfile: Path) -> Lab:
@@ -34,9 +37,46 @@ def build_lab(document: Document, labfile: Path) -> Lab:
     networks = _networks(checker, top.get("networks"), name, labfile)
     defaults = checker.mapping(("defaults",), top.get("defaults", {}), ALL_MACHINE_KEYS, "machine settings")
     machines = _machines(checker, top, defaults, networks, labfile.parent)
+    lab = Lab(name=name, file=labfile, networks=tuple(networks), machines=tuple(machines), libvirt_uri=uri)
+    if not checker.problems:
+        _check_buildable(checker, lab)
     if checker.problems:
         raise LabfileError(sorted(checker.problems, key=lambda p: (p.line, p.column)))
-    return Lab(name=name, file=labfile, networks=tuple(networks), machines=tuple(machines), libvirt_uri=uri)
+    return lab
+
+
+def _check_buildable(checker: Checker, lab: Lab) -> None:
+    """What each part allows on its own but `up` could not build together."""
+    from labctl import addressing
+    from labctl.drivers.containers import MAX_NAME
+
+    names = {m.name for m in lab.machines}
+    for machine in lab.machines:
+        path: Key = ("machines", machine.name)
+        container = f"labctl-{lab.id}-{machine.name}"
+        if machine.kind is not Kind.VM and len(container) > MAX_NAME:
+            over = len(container) - MAX_NAME
+            checker.error(
+                path,
+                f"too long for an {machine.kind.value} machine of lab {lab.name!r}: its container "
+                f"name labctl-<lab id>-{machine.name} would have {len(container)} characters, "
+                f"{MAX_NAME} at most; shorten the machine or the lab name by {over}",
+                key=True,
+            )
+        for group in machine.groups:
+            if group in names:
+                checker.error(
+                    (*path, "groups"),
+                    f"group {group!r} has the name of a machine; Ansible would read both as one",
+                )
+    for network_name, unplaced in addressing.unplaced(lab).items():
+        network = lab.network(network_name)
+        where: Key = ("networks", network_name, "cidr") if network.declared else ("machines", unplaced[0])
+        checker.error(
+            where,
+            f"{network.cidr} has no free address for {', '.join(unplaced)}: "
+            f"{addressing.capacity(network)} machines fit; use a larger network (a shorter prefix)",
+        )
 
 
 def _lab_name(checker: Checker, top: dict[str, Any], labfile: Path) -> str:
@@ -79,9 +119,40 @@ def _network(checker: Checker, path: Key, net_name: str, spec: Any) -> Network |
     mode_text = checker.parse(
         (*path, "mode"), fields.get("mode", "isolated"), lambda v: values.choice(v, choices(NetworkMode))
     )
+    if cidr is not None and (problem := _subnet_problem(cidr)) is not None:
+        checker.error((*path, "cidr"), problem)
+        cidr = None
     if valid_name is None or cidr is None or mode_text is None:
         return None
     return Network(valid_name, cidr, NetworkMode(mode_text))
+
+
+def _subnet_problem(cidr: ipaddress.IPv4Network) -> str | None:
+    problem = values.subnet_problem(cidr)
+    if problem is not None:
+        return problem
+    for resolver in host_resolvers():
+        if resolver in cidr:
+            return (
+                f"{cidr} holds {resolver}, a name server of this host (/etc/resolv.conf): the lab's "
+                "bridge would take the host's route to it; choose another range"
+            )
+    return None
+
+
+def host_resolvers(path: Path | None = None) -> list[ipaddress.IPv4Address]:
+    """The IPv4 name servers this host uses; none when the file cannot be read."""
+    try:
+        text = (path or RESOLV_CONF).read_text(errors="replace")[:65536]
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                found.append(ipaddress.IPv4Address(words[1]))
+    return found
 
 
 def _default_cidr(lab_name: str, labfile: Path) -> ipaddress.IPv4Network:

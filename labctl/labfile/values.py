@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from typing import Any
 
 from labctl.labfile.loader import kind_of
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-GROUP_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
+# Used with fullmatch: `$` would also match before a final newline ('web\n' is no name).
+DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+GROUP_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SIZE = re.compile(r"[ \t]*(\d{1,15}(?:\.\d{1,9})?)[ \t]*([KMGT]?)(i?)(B?)[ \t]*", re.IGNORECASE)
 _UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
 
 
 def name(value: Any, what: str = "name", max_length: int = 63) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a {what} (a DNS label such as web-1), got {kind_of(value)}")
-    if not DNS_LABEL.match(value) or len(value) > max_length:
+    if not DNS_LABEL.fullmatch(value) or len(value) > max_length:
         raise ValueError(
-            f"{value!r} is not a valid {what}: use 1-{max_length} lowercase letters, digits and "
+            f"{shown(value)} is not a valid {what}: use 1-{max_length} lowercase letters, digits and "
             "hyphens, starting and ending with a letter or digit"
         )
     return value
@@ -33,13 +35,14 @@ def size(value: Any) -> int:
         raise ValueError(f"{example}, got {kind_of(value)}")
     if isinstance(value, int):
         raise ValueError(f"{example}, got the bare number {value} (add a unit: {value}M?)")
-    match = _SIZE.match(value)
+    match = _SIZE.fullmatch(value)
     if not match:
-        raise ValueError(f"{example}, got {value!r}")
+        raise ValueError(f"{example}, got {shown(value)}")
     number, unit, binary, byte = match.groups()
     decimal = bool(byte) and not binary and unit != ""
     base = 1000 if decimal else 1024
-    return int(float(number) * base ** _UNITS[unit.upper()])
+    # Decimal, not float: '1.1G' is exact and no number of digits the pattern allows overflows.
+    return int(Decimal(number) * base ** _UNITS[unit.upper()])
 
 
 def human_size(n: int) -> str:
@@ -53,7 +56,8 @@ def integer(value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number from {low} to {high}, got {kind_of(value)}")
     if not low <= value <= high:
-        raise ValueError(f"must be from {low} to {high}, got {value}")
+        shown_value = value if abs(value) < 10**15 else "a very large number"
+        raise ValueError(f"must be from {low} to {high}, got {shown_value}")
     return value
 
 
@@ -97,6 +101,30 @@ def cidr(value: Any) -> ipaddress.IPv4Network:
     return network
 
 
+# Ranges a lab network may never take: a bridge there would shadow the host's own traffic, or the
+# range is not unicast at all. Checked by overlap, so a /8 around 127.0.0.0 is refused as well.
+RESERVED_RANGES: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "'this network' (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+    ("169.254.0.0/16", "link-local (169.254.0.0/16)"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+    ("240.0.0.0/4", "reserved and broadcast (240.0.0.0/4, 255.255.255.255)"),
+)
+
+
+def subnet_problem(network: ipaddress.IPv4Network) -> str | None:
+    """Why network cannot be a lab network, or None."""
+    for reserved, what in RESERVED_RANGES:
+        if network.overlaps(ipaddress.IPv4Network(reserved)):
+            return f"{network} overlaps {what}; use a private range such as 10.213.7.0/24"
+    return None
+
+
+def is_public(network: ipaddress.IPv4Network) -> bool:
+    """Outside RFC 1918, shared (100.64/10) and documentation space: someone's real addresses."""
+    return not network.is_private and not network.subnet_of(ipaddress.IPv4Network("100.64.0.0/10"))
+
+
 def address(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
         raise ValueError(f"expected an IPv4 address like 10.213.7.10, got {kind_of(value)}")
@@ -104,6 +132,11 @@ def address(value: Any) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(value)
     except ValueError:
         raise ValueError(f"expected an IPv4 address like 10.213.7.10, got {value!r}") from None
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """value quoted for a message: control characters escaped, long text cut."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
 
 
 def suggestion(word: str, choices: list[str]) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +46,21 @@ def test_doctor_reports_every_probe_and_the_kvm_verdict(labdir: Path, cli: Calla
     assert result.returncode == (1 if failing else 0)
 
 
+def _a_host_subnet() -> tuple[str, str]:
+    """A /24 inside the network of one of this host's own (non-loopback) addresses, and its device."""
+    links = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, check=True).stdout)
+    for link in links:
+        for info in link.get("addr_info", []):
+            if link["ifname"] != "lo" and info.get("scope") == "global":
+                network = ipaddress.ip_network(f"{info['local']}/{max(info['prefixlen'], 24)}", strict=False)
+                return str(network), link["ifname"]
+    raise AssertionError("this host has no global IPv4 address to collide with")
+
+
 def test_doctor_checks_the_lab_too(labdir: Path, cli: Callable[..., CliResult]) -> None:
+    subnet, device = _a_host_subnet()
     (labdir / "labfile.yml").write_text(
-        "networks: {lan: {cidr: 127.0.0.0/24}}\n"
+        f"networks: {{lan: {{cidr: {subnet}}}}}\n"
         "machines: {a: {kind: lxc, box: no-such-box, memory: 800G, networks: [lan]}}\n"
     )
     result = cli("doctor", cwd=labdir)
@@ -54,7 +68,7 @@ def test_doctor_checks_the_lab_too(labdir: Path, cli: Callable[..., CliResult]) 
     lines = result.stdout.splitlines()
     assert any(line.startswith("FAIL  memory") and "the lab asks for 800.0G" in line for line in lines)
     assert any(
-        line.startswith("FAIL  subnets") and "lan 127.0.0.0/24 overlaps 127.0.0.0/8 on lo" in line
+        line.startswith("FAIL  subnets") and f"lan {subnet} overlaps" in line and f"on {device}" in line
         for line in lines
     )
     assert any(line.startswith("FAIL  boxes") and "no-such-box" in line for line in lines)

@@ -19,7 +19,7 @@ TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 def check_tag(tag: str) -> str:
-    if not TAG.match(tag):
+    if not TAG.fullmatch(tag):
         raise UsageError(
             f"invalid snapshot name {tag!r}",
             "use letters, digits, '.', '_' and '-', starting with a letter or digit (at most 63)",
