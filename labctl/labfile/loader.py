@@ -214,9 +214,11 @@ class _Walker:
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.constructor.construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError):
-            # An invalid timestamp, an integer of thousands of digits (Python refuses to convert
-            # it): keep the text, the schema judges it like any other wrong value.
+        except Exception:
+            # PyYAML's scalar constructors fail in many ways on hostile text: an integer of
+            # thousands of digits (ValueError), `!!timestamp x` (AttributeError), bad base64
+            # (YAMLError). Whatever the reason, keep the text: the schema judges it like any
+            # other wrong value, with its position.
             return node.value
 
     def _mapping(self, node: yaml.MappingNode, path: Key) -> dict[str, Any]:
