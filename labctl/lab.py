@@ -8,6 +8,7 @@ reason, and running `up` again completes the lab.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +25,7 @@ MAX_WORKERS = 4
 @dataclass(frozen=True)
 class Outcome:
     machine: str
-    action: str  # created | started | running | stopped | destroyed | failed
+    action: str  # created | resumed | started | running | stopped | destroyed | failed
     seconds: float
     error: LabctlError | None = None
 
@@ -94,32 +95,55 @@ class LabRunner:
             if not o.error
             and (provision or o.action == "created" or "provisioned_at" not in records.get(o.machine, {}))
         ]
-        provisioned = self.provision([m for m in machines if m.name in chosen and m.provision])
+        # --provision runs every step again; otherwise a machine whose provisioning an earlier
+        # `up` left part way resumes after the last step that finished.
+        provisioned = self.provision(
+            [m for m in machines if m.name in chosen and m.provision], resume=not provision
+        )
         failures = {o.machine: o for o in provisioned if o.error}
         return [failures.get(o.machine, o) for o in outcomes]
 
-    def provision(self, machines: Sequence[Machine]) -> list[Outcome]:
+    def provision(self, machines: Sequence[Machine], *, resume: bool = False) -> list[Outcome]:
         """Run each machine's provisioning steps (machines in parallel, steps in order)."""
         from labctl.provision import Provisioner
 
-        return self._parallel(machines, Provisioner(self.context, self.driver).provision)
+        provisioner = Provisioner(self.context, self.driver)
+        return self._parallel(machines, lambda machine: provisioner.provision(machine, resume=resume))
 
     def _bring_up(self, machine: Machine) -> str:
+        """Create, start or finish the machine until it is ready; the verb for the summary.
+
+        The record's status says how far an earlier `up` got: `creating` or `starting` (or no
+        record, after a lost .labctl/) means it never saw the machine ready, because it was
+        killed, interrupted or failed. Such a machine is finished from what exists and waited
+        for, never reported running on the driver's word alone."""
         driver = self.driver(machine.kind)
-        # Ask the driver, not the records: after a lost .labctl/ or a killed `up`, the machine
-        # may exist without a record, and must be started rather than created twice.
+        state = self.context.state
         current = driver.state(machine)
+        if current is MachineState.NOT_CREATED:
+            state.replace_machine(machine.name, kind=machine.kind.value, box=machine.box, status="creating")
+            driver.create(machine)
+            self._mark_ready(machine, created_at=time.time())
+            return "created"
+        record = state.machines().get(machine.name)
+        status = record.get("status") if record else None
+        if status != "created":
+            console.info(f"{machine.name}: {_unfinished(status)}; finishing it")
+            state.update_machine(
+                machine.name, kind=machine.kind.value, box=machine.box, status=status or "starting"
+            )
+            driver.resume(machine)
+            self._mark_ready(machine, **({"created_at": time.time()} if status != "starting" else {}))
+            return "resumed"
         if current is MachineState.RUNNING:
             return "running"
-        if current in (MachineState.STOPPED, MachineState.PAUSED):
-            driver.start(machine)
-            return "started"
-        self.context.state.update_machine(
-            machine.name, kind=machine.kind.value, box=machine.box, status="creating"
-        )
-        driver.create(machine)
-        self.context.state.update_machine(machine.name, status="created", created_at=time.time())
-        return "created"
+        state.update_machine(machine.name, status="starting")
+        driver.start(machine)
+        self._mark_ready(machine)
+        return "started"
+
+    def _mark_ready(self, machine: Machine, **fields: float) -> None:
+        self.context.state.update_machine(machine.name, status="created", progress=None, **fields)
 
     def _ensure_boxes(self, machines: Iterable[Machine]) -> None:
         """Build, once, the boxes the lab needs that have a recipe but are not in the store yet
@@ -223,7 +247,11 @@ class LabRunner:
         workers = min(MAX_WORKERS, len(machines))
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labctl") as pool:
             futures = [pool.submit(self._timed, machine, action) for machine in machines]
-            return [f.result() for f in futures]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                _finish_after_interrupt(pool, futures)
+                raise
 
     @staticmethod
     def _timed(machine: Machine, action: Callable[[Machine], str]) -> Outcome:
@@ -243,6 +271,35 @@ class LabRunner:
         elapsed = time.monotonic() - started
         console.info(f"{machine.name}: {verb} ({elapsed:.1f} s)")
         return Outcome(machine.name, verb, elapsed)
+
+
+def _unfinished(status: object) -> str:
+    if status == "creating":
+        return "an earlier up did not finish creating it"
+    if status == "starting":
+        return "an earlier up did not finish starting it"
+    return "it exists but labctl has no record of it being ready"
+
+
+def _finish_after_interrupt(
+    pool: concurrent.futures.ThreadPoolExecutor, futures: Sequence[concurrent.futures.Future[Outcome]]
+) -> None:
+    """Ctrl-C: machines not begun are not begun; the ones being worked on are finished, since
+    a half-made machine helps nobody. A second Ctrl-C stops at once (as SIGKILL would): the
+    records say what was unfinished, and the next `up` finishes it."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    busy = sum(1 for f in futures if f.running())
+    console.warn(
+        f"interrupted: finishing the {busy} machine(s) being worked on, starting no others "
+        "(Ctrl-C again to stop at once; `labctl up` then finishes them, `labctl destroy` removes them)"
+    )
+    try:
+        concurrent.futures.wait(futures)
+    except KeyboardInterrupt:
+        console.warn(
+            "stopped: `labctl up` finishes the machines left unfinished, `labctl destroy` removes them"
+        )
+        os._exit(130)
 
 
 def failed(outcomes: Iterable[Outcome]) -> list[Outcome]:

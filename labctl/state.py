@@ -181,6 +181,13 @@ class LabState:
             self.save(data)
             return dict(record)
 
+    def replace_machine(self, name: str, **fields: Any) -> None:
+        """Start the machine's record afresh (a machine created anew keeps nothing of an old one)."""
+        with self._records_lock:
+            data = self.load()
+            data["machines"][name] = dict(fields)
+            self.save(data)
+
     def forget_machine(self, name: str) -> None:
         with self._records_lock:
             data = self.load()

@@ -57,6 +57,11 @@ def _number(value: Any) -> str | None:
     return None if ok else f"expected a number, got {type(value).__name__}"
 
 
+def _count(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+    return None if ok else "expected a count (a whole number from 0)"
+
+
 def _durations(value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"expected a mapping of phase names to seconds, got {type(value).__name__}"
@@ -111,7 +116,11 @@ def _idmap(value: Any) -> str | None:
 RECORD_FIELDS: dict[str, Check] = {
     "kind": _choice(*(k.value for k in Kind)),
     "box": _optional(_label),
-    "status": _choice("creating", "created"),
+    # creating/starting: an up began this and has not seen the machine ready; created: ready once.
+    "status": _choice("creating", "starting", "created"),
+    "progress": _optional(_text),  # the phase of create or start under way; None when none is
+    "provisioned_steps": _count,
+    "provision_digest": _optional(_text),
     "created_at": _number,
     "provisioned_at": _number,
     "accel": _choice("kvm", "tcg"),

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from labctl.labfile.models import Machine
 
 
+UNFINISHED = " (unfinished)"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     add_machine_names(parser, "show")
 
@@ -27,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"lab {runner.lab.name} ({runner.lab.file})")
     print(table(rows))
+    unfinished = [r["name"] for r in rows if r["state"].endswith(UNFINISHED)]
+    if unfinished:
+        console.warn(
+            f"{', '.join(unfinished)}: an earlier up stopped before they were ready; "
+            "labctl up finishes them, labctl destroy removes them"
+        )
     return 0
 
 
@@ -40,11 +49,15 @@ def machine_rows(runner: LabRunner, machines: Sequence[Machine]) -> list[dict[st
         address = record.get("address") or ""
         if state.value == "running" and not address:
             address = runner.driver(machine.kind).address(machine) or ""
+        # A machine an interrupted `up` never saw ready: say so, whatever the driver reports.
+        unfinished = record.get("status") in ("creating", "starting") and state.value != "not created"
         rows.append(
             {
                 "name": machine.name,
                 "kind": machine.kind.value,
-                "state": state.value,
+                "state": state.value + UNFINISHED if unfinished else state.value,
+                "ready": state.value == "running" and not unfinished,
+                "progress": record.get("progress") if unfinished else None,
                 "address": address,
                 "box": machine.box or "",
                 "host": _host(runner, machine),

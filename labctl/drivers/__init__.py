@@ -89,6 +89,15 @@ class LabContext:
         own_dir(self.data_dir, 0o711)
         return own_dir(self.data_dir / kind, mode) if kind else self.data_dir
 
+    def progress(self, machine: Machine) -> Callable[[str], None]:
+        """Records the phase of a create or start as it begins: `labctl status` shows where a
+        machine got to, and the fault-injection tests stop labctl at exactly that point."""
+
+        def record(phase: str) -> None:
+            self.state.update_machine(machine.name, progress=phase)
+
+        return record
+
     @property
     def key_path(self) -> Path:
         """The lab's private SSH key (0600); the public key is key_path + '.pub'."""
@@ -122,6 +131,13 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def start(self, machine: Machine) -> None:
         """Start a stopped machine and wait until it is ready."""
+
+    @abc.abstractmethod
+    def resume(self, machine: Machine) -> None:
+        """Finish a machine that exists but that no `up` saw ready (one was killed during its
+        create or start, or its record was lost): complete whatever step is missing, start it
+        if it is not running, wait until it is ready, and record what create records. On
+        failure, leave it for the next resume or destroy; remove nothing."""
 
     @abc.abstractmethod
     def stop(self, machine: Machine, timeout: float = 60.0) -> None:

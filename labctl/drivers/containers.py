@@ -35,11 +35,14 @@ def record(context: LabContext, machine: Machine, **fields: Any) -> None:
 class Phases:
     """Durations of the named steps of a create, for state.json and `labctl status`."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.done: dict[str, float] = {}
+        self.on_start = on_start
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        if self.on_start is not None:
+            self.on_start(name)
         started = time.monotonic()
         try:
             yield
@@ -55,13 +58,26 @@ def create_or_undo(
 ) -> None:
     """Bring the machine up with timed phases; on any failure (Ctrl-C too) destroy what was made,
     else record the phases and what describe() returns."""
-    phases = Phases()
+    phases = Phases(driver.context.progress(machine))
     try:
         bring_up(machine, phases)
     except BaseException:
         driver.destroy(machine)
         raise
     record(driver.context, machine, phases=phases.done, **describe())
+
+
+def resume_and_record(
+    driver: Driver,
+    machine: Machine,
+    bring_up: Callable[[Machine, Phases], None],
+    describe: Callable[[], dict[str, Any]],
+) -> None:
+    """What create_or_undo does for a machine that exists already, without the undo: each step
+    of bring_up checks what exists, so it completes whatever an interrupted create left."""
+    phases = Phases(driver.context.progress(machine))
+    bring_up(machine, phases)
+    record(driver.context, machine, last_start_phases=phases.done, **describe())
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

@@ -31,7 +31,14 @@ from pathlib import Path
 from labctl import addressing, cgroups, console, keys, netns
 from labctl.box.shift import ensure_shifted
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, SshTarget
-from labctl.drivers.containers import Phases, container_name, create_or_undo, ssh_answers, wait_until
+from labctl.drivers.containers import (
+    Phases,
+    container_name,
+    create_or_undo,
+    resume_and_record,
+    ssh_answers,
+    wait_until,
+)
 from labctl.drivers.lxc_rootfs import ROOT, Identity, Nic, seed
 from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.drivers.overlay import check_paths
@@ -143,7 +150,10 @@ class LxcDriver(Driver):
     def start(self, machine: Machine) -> None:
         if not (self.directory(machine) / "config").exists():
             raise DriverError(f"{machine.name} is not created", "run labctl up")
-        self._bring_up(machine, Phases())
+        self._bring_up(machine, Phases(self.context.progress(machine)))
+
+    def resume(self, machine: Machine) -> None:
+        resume_and_record(self, machine, self._bring_up, lambda: self._describe(machine))
 
     def _bring_up(self, machine: Machine, phases: Phases) -> None:
         """Each step checks what exists, so this also completes a create that was killed."""

@@ -26,7 +26,13 @@ from typing import IO
 
 from labctl import addressing, netns
 from labctl.drivers import Driver, ExecResult, LabContext, MachineState, host_view
-from labctl.drivers.containers import Phases, container_name, create_or_undo, wait_until
+from labctl.drivers.containers import (
+    Phases,
+    container_name,
+    create_or_undo,
+    resume_and_record,
+    wait_until,
+)
 from labctl.drivers.oci import DEFAULT_COMMAND, BundleSpec, config
 from labctl.drivers.overlay import is_mounted, mount_overlay, owned_by, unmount
 from labctl.drivers.runtime import Runtime, runtime_name
@@ -81,21 +87,22 @@ class NsDriver(Driver):
             ns_idmap()  # root's subordinate range, or a HostError that says how to add one
 
     def create(self, machine: Machine) -> None:
-        create_or_undo(
-            self,
-            machine,
-            self._bring_up,
-            lambda: {
-                "address": self.address(machine),
-                "container": self.container(machine),
-                "runtime": runtime_name(),
-            },
-        )
+        create_or_undo(self, machine, self._bring_up, lambda: self._describe(machine))
+
+    def _describe(self, machine: Machine) -> dict[str, object]:
+        return {
+            "address": self.address(machine),
+            "container": self.container(machine),
+            "runtime": runtime_name(),
+        }
 
     def start(self, machine: Machine) -> None:
         if self.state(machine) is MachineState.NOT_CREATED:
             raise DriverError(f"{machine.name} is not created", "run labctl up")
-        self._bring_up(machine, Phases())
+        self._bring_up(machine, Phases(self.context.progress(machine)))
+
+    def resume(self, machine: Machine) -> None:
+        resume_and_record(self, machine, self._bring_up, lambda: self._describe(machine))
 
     def _bring_up(self, machine: Machine, phases: Phases) -> None:
         """Every step checks what exists first, so this also finishes a create that was killed."""

@@ -48,6 +48,13 @@ class MachineOutput:
         return lines
 
 
+def steps_digest(machine: Machine) -> str:
+    """Which provisioning steps a record's progress refers to."""
+    import hashlib
+
+    return hashlib.sha256(repr(machine.provision).encode()).hexdigest()[:16]
+
+
 class Provisioner:
     """Provisions the machines of one lab; safe to call from several threads at once."""
 
@@ -57,17 +64,35 @@ class Provisioner:
         self._inventory: Path | None = None
         self._inventory_lock = threading.Lock()
 
-    def provision(self, machine: Machine) -> str:
-        """Run every step of machine in order, record when, and return the verb for the summary."""
+    def provision(self, machine: Machine, *, resume: bool = False) -> str:
+        """Run the steps of machine in order, recording each one done, and return the verb for
+        the summary. resume: skip the steps an earlier run finished (an `up` that was killed or
+        failed part way), as long as the labfile's steps are still the ones it ran."""
         if not machine.provision:
             return "nothing to provision"
+        done = self._steps_done(machine) if resume else 0
+        state = self.context.state
+        state.update_machine(machine.name, provisioned_steps=done, provision_digest=steps_digest(machine))
         output = MachineOutput(machine.name)
         transport = open_transport(self.context, self.driver(machine.kind), machine)
         with contextlib.closing(transport):
             for index, step in enumerate(machine.provision, 1):
+                if index <= done:
+                    console.info(
+                        f"{machine.name}: step {index}/{len(machine.provision)} ({step.title}): done before"
+                    )
+                    continue
                 self._step(transport, machine, index, step, output)
-        self.context.state.update_machine(machine.name, provisioned_at=time.time())
+                state.update_machine(machine.name, provisioned_steps=index)
+        state.update_machine(machine.name, provisioned_at=time.time())
         return "provisioned"
+
+    def _steps_done(self, machine: Machine) -> int:
+        record = self.context.state.machines().get(machine.name, {})
+        if record.get("provision_digest") != steps_digest(machine):
+            return 0  # never run, or the steps changed since: all of them again
+        done = record.get("provisioned_steps", 0)
+        return done if isinstance(done, int) and 0 <= done <= len(machine.provision) else 0
 
     def _step(
         self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput

@@ -3,6 +3,7 @@ others, re-running up completes the lab, destroy removes orphans and the lab's s
 
 from __future__ import annotations
 
+import argparse
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from labctl.labfile.models import Kind, Machine
 
 CREATED: dict[str, MachineState] = {}
 FAIL_ONCE: set[str] = set()
+RESUMED: list[str] = []
 LOCK = threading.Lock()
 
 
@@ -34,6 +36,10 @@ class FakeDriver(Driver):
             CREATED[machine.name] = MachineState.RUNNING
 
     def start(self, machine: Machine) -> None:
+        CREATED[machine.name] = MachineState.RUNNING
+
+    def resume(self, machine: Machine) -> None:
+        RESUMED.append(machine.name)
         CREATED[machine.name] = MachineState.RUNNING
 
     def stop(self, machine: Machine, timeout: float = 60.0) -> None:
@@ -68,6 +74,7 @@ def fake_lab(write_labfile: Callable[[str], Path], monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "home"))
     CREATED.clear()
     FAIL_ONCE.clear()
+    RESUMED.clear()
     # namespaces without net: no lab network is needed, so no libvirt either
     return write_labfile(
         "name: fake\ndefaults: {kind: ns, namespaces: [mnt, pid]}\nmachines: {a: {}, b: {}, c: {}}\n"
@@ -122,3 +129,37 @@ def test_host_check_fails_before_anything_is_created(
     assert main(["up"]) == 1
     assert "error: no KVM here" in capsys.readouterr().err
     assert CREATED == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        ("creating", "an earlier up did not finish creating it"),
+        ("starting", "an earlier up did not finish starting it"),
+        (None, "it exists but labctl has no record of it being ready"),
+    ],
+)
+def test_a_running_machine_no_up_saw_ready_is_finished_not_trusted(
+    fake_lab: Path, capsys: pytest.CaptureFixture[str], status: str | None, why: str
+) -> None:
+    from labctl.cli.common import open_lab
+    from labctl.cli.status import machine_rows
+
+    assert main(["up"]) == 0
+    runner = open_lab(argparse.Namespace(file=None))
+    if status is None:
+        runner.context.state.forget_machine("b")
+    else:
+        runner.context.state.update_machine("b", status=status, progress="boot")
+        row = {r["name"]: r for r in machine_rows(runner, runner.lab.machines)}["b"]
+        assert row["state"] == "running (unfinished)" and not row["ready"] and row["progress"] == "boot"
+    capsys.readouterr()
+    assert main(["up"]) == 0
+    err = capsys.readouterr().err
+    assert f"b: {why}; finishing it" in err
+    assert "b: resumed" in err and "a: running" in err
+    assert RESUMED == ["b"]
+    record = runner.context.state.machines()["b"]
+    assert record["status"] == "created" and record["progress"] is None
+    assert main(["up"]) == 0
+    assert RESUMED == ["b"]  # ready now: not finished again

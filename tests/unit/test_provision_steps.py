@@ -38,6 +38,9 @@ class MemoryDriver(Driver):
     def start(self, machine: Machine) -> None:
         RUNNING.add(machine.name)
 
+    def resume(self, machine: Machine) -> None:
+        RUNNING.add(machine.name)
+
     def stop(self, machine: Machine, timeout: float = 60.0) -> None:
         RUNNING.discard(machine.name)
 
@@ -238,6 +241,26 @@ def test_up_no_provision_skips_and_a_provision_failure_fails_up(
     err = capsys.readouterr().err
     assert "error: b: step 2/3 (shell) exited 3" in err
     assert "a: step" not in err
+
+
+def test_up_resumes_provisioning_after_the_last_finished_step(
+    memory_lab: Path, write_labfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["up", "b"]) == 1
+    assert "b | one" in capsys.readouterr().err
+    assert main(["up", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "b: step 1/3 (shell): done before" in err
+    assert "b | one" not in err  # step 1 finished in the first up: not run again
+    assert "b | about to fail" in err
+    record = memory_lab.read_text()  # the labfile, fixed: step 2 succeeds now
+    write_labfile(record.replace("exit 3", "exit 0"))
+    assert main(["up", "b"]) == 0
+    err = capsys.readouterr().err
+    # The steps changed, so their recorded progress no longer applies: all of them run.
+    assert "b | one" in err and "b | about to fail" in err and "b | never" in err
+    assert main(["provision", "b"]) == 0  # an explicit provision runs every step
+    assert "b | one" in capsys.readouterr().err
 
 
 def test_provision_refuses_machines_that_are_not_running(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,23 +111,15 @@ class VmDriver(Driver):
         accel.notice_once(choice, uri)
         files = self._files(machine)
         # A failed create removes the VM's files; its console log is kept in .labctl/ first.
-        phases = ready.Phases(machine.name, str(self._kept_log(machine)))
+        phases = ready.Phases(machine.name, str(self._kept_log(machine)), self.context.progress(machine))
         if self._domain(machine) is not None:
             raise DriverError(f"vm {machine.name} already exists", "use `labctl up` to start it")
         try:
             with phases.timed("define"):
                 dom = self._define(machine, choice.engine, files)
+            self._record(machine, **self._describe(machine, dom))
             with phases.timed("boot"), libvirt_errors(f"cannot start vm {machine.name}"):
                 dom.create()
-            self._record(
-                machine,
-                kind="vm",
-                accel=choice.engine.value,
-                domain=dom.name(),
-                libvirt_uri=uri,
-                address=self._ip(machine),
-                console_log=self._console_log(machine),
-            )
             self._wait_ready(machine, dom, phases)
         except BaseException:
             self._keep_console_log(machine)
@@ -212,11 +205,35 @@ class VmDriver(Driver):
         with session, phases.timed("first_boot"):
             ready.wait_first_boot(session)
 
+    def _describe(self, machine: Machine, dom: Any) -> dict[str, Any]:
+        """What state.json records of a defined VM; the engine is read back from its domain."""
+        with libvirt_errors(f"cannot read the definition of vm {machine.name}"):
+            domain_type = ET.fromstring(dom.XMLDesc()).get("type")  # noqa: S314 - from libvirtd
+        return {
+            "kind": "vm",
+            "accel": "kvm" if domain_type == "kvm" else "tcg",
+            "domain": dom.name(),
+            "libvirt_uri": self.lab.uri_for(machine),
+            "address": self._ip(machine),
+            "console_log": self._console_log(machine),
+        }
+
     def start(self, machine: Machine) -> None:
+        self._start(machine, self._require(machine))
+
+    def resume(self, machine: Machine) -> None:
         dom = self._require(machine)
-        phases = ready.Phases(machine.name, self._console_log(machine))
+        self._record(machine, **self._describe(machine, dom))
+        self._start(machine, dom)
+
+    def _start(self, machine: Machine, dom: Any) -> None:
+        import libvirt
+
+        phases = ready.Phases(machine.name, self._console_log(machine), self.context.progress(machine))
         with phases.timed("boot"), libvirt_errors(f"cannot start vm {machine.name}"):
-            if not dom.isActive():
+            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                dom.resume()
+            elif not dom.isActive():
                 dom.create()
         self._wait_ready(machine, dom, phases)
         self._record(machine, last_start_phases=phases.seconds)

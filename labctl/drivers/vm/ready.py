@@ -29,10 +29,13 @@ class Phases:
 
     machine: str
     console_log: str  # a path, or host:path on a remote libvirt host
+    on_start: Callable[[str], None] | None = None  # told each phase's name as it begins
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:
+        if self.on_start is not None:
+            self.on_start(phase)
         started = time.monotonic()
         try:
             yield
