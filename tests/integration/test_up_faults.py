@@ -1,0 +1,246 @@
+"""`up` is crash-consistent (issue 19): labctl killed with SIGKILL the moment a machine reaches a
+phase of its create, or part way through provisioning, or stopped with Ctrl-C; the next `up`
+finishes the lab, and the lab it reports ready is ready: every machine execs, the VM's first boot
+is done, machines reach each other by name, each provisioning step ran once. `destroy` then
+leaves nothing on the host.
+
+The kill is triggered by the phase itself: each create records the phase it enters in
+.labctl/state.json (`progress`), which the test polls, so no sleep decides where labctl dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_containers import host_traces, labctl
+from tests_support import free_subnet
+
+from labctl.labfile import load_lab
+from labctl.labfile.models import Lab
+from labctl.libvirt_util import lab_objects
+
+pytestmark = pytest.mark.integration
+
+# Each step adds a line, so a line seen twice is a step that ran twice.
+PROVISION = """\
+    provision:
+      - shell: echo one >> /root/provisioned
+      - shell: sleep 2; echo two >> /root/provisioned
+"""
+
+
+def lab_text(subnet: str, with_vm: bool) -> str:
+    vm = (
+        f"  vm:\n    kind: vm\n    box: debian-12\n    memory: 512M\n    networks: [lan]\n{PROVISION}"
+        if with_vm
+        else ""
+    )
+    return (
+        textwrap.dedent(f"""\
+        name: faults
+        networks:
+          lan: {{cidr: {subnet}, mode: isolated}}
+        machines:
+        """)
+        + vm
+        + f"  sys:\n    kind: lxc\n    box: debian-12\n    memory: 256M\n    networks: [lan]\n{PROVISION}"
+        + f"  app:\n    kind: ns\n    box: debian-12\n    memory: 64M\n    networks: [lan]\n{PROVISION}"
+    )
+
+
+def records(labdir: Path) -> dict[str, Any]:
+    try:
+        machines: dict[str, Any] = json.loads((labdir / ".labctl" / "state.json").read_text())["machines"]
+    except (OSError, ValueError, KeyError):
+        return {}  # not written yet, or caught between two atomic renames
+    return machines
+
+
+def start_up(labdir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "labctl", "up"],
+        cwd=labdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def stop_when(
+    labdir: Path, reached: Callable[[dict[str, Any]], bool], how: int = signal.SIGKILL, limit: float = 400
+) -> tuple[int, str]:
+    """Run `labctl up` and send it `how` the moment reached(records) holds; its exit code and output."""
+    proc = start_up(labdir)
+    deadline = time.monotonic() + limit
+    try:
+        while not reached(records(labdir)):
+            if proc.poll() is not None:
+                output = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(
+                    f"up ended (exit {proc.returncode}) before the phase was reached:\n{output}"
+                )
+            assert time.monotonic() < deadline, "the phase was never reached"
+            time.sleep(0.02)
+        proc.send_signal(how)
+        output, _ = proc.communicate(timeout=limit)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, output
+
+
+def in_phase(machine: str, phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda machines: machines.get(machine, {}).get("progress") == phase
+
+
+def steps_done(machine: str, count: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda machines: machines.get(machine, {}).get("provisioned_steps") == count
+
+
+def assert_ready(labdir: Path, lab: Lab) -> None:
+    """What `up` promised: every machine execs, first boots are done, names resolve across kinds,
+    and each provisioning step ran exactly once."""
+    names = [m.name for m in lab.machines]
+    status = json.loads(labctl(labdir, "status", "--json").stdout)
+    assert {m["name"]: m["ready"] for m in status["machines"]} == dict.fromkeys(names, True), status
+    for name in names:
+        lines = labctl(labdir, "exec", name, "--", "cat", "/root/provisioned")
+        assert lines.returncode == 0, lines.stderr
+        assert lines.stdout.split() == ["one", "two"], f"{name}: {lines.stdout!r}"
+    if "vm" in names:
+        done = labctl(labdir, "exec", "vm", "--", "test", "-f", "/var/lib/cloud/instance/boot-finished")
+        assert done.returncode == 0, "the VM's first boot is not finished"
+    for source in ("sys", "app"):
+        for target in names:
+            result = labctl(labdir, "exec", source, "--", "ping", "-c", "1", "-W", "5", target)
+            assert result.returncode == 0, f"{source} -> {target}: {result.stdout}{result.stderr}"
+
+
+def assert_nothing_left(labdir: Path, lab: Lab) -> None:
+    result = labctl(labdir, "destroy")
+    assert result.returncode == 0, result.stderr
+    traces = host_traces(lab)
+    assert traces == {key: set() for key in traces}
+    assert lab_objects(lab.libvirt_uri, lab.id).domains == []
+    assert lab_objects(lab.libvirt_uri, lab.id).networks == []
+    assert not (labdir / ".labctl").exists()
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[Callable[[bool], tuple[Path, Lab]]]:
+    made: list[Path] = []
+
+    def make(with_vm: bool) -> tuple[Path, Lab]:
+        labdir = tmp_path / "lab"
+        labdir.mkdir()
+        (labdir / "labfile.yml").write_text(lab_text(free_subnet(), with_vm))
+        made.append(labdir)
+        return labdir, load_lab(str(labdir / "labfile.yml"))
+
+    yield make
+    for labdir in made:  # after a failure too; the test's own assertions already ran
+        labctl(labdir, "destroy")
+
+
+@pytest.mark.parametrize(
+    ("machine", "phase"),
+    [
+        ("sys", "config"),
+        ("sys", "start"),
+        ("sys", "ready"),
+        ("app", "rootfs"),
+        ("app", "network"),
+        ("app", "start"),
+    ],
+)
+def test_containers_killed_in_a_phase_are_finished_by_the_next_up(
+    make_lab: Callable[[bool], tuple[Path, Lab]], machine: str, phase: str
+) -> None:
+    labdir, lab = make_lab(False)
+    code, _ = stop_when(labdir, in_phase(machine, phase))
+    assert code == -signal.SIGKILL
+    assert records(labdir)[machine]["status"] == "creating"
+    result = labctl(labdir, "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{machine}: an earlier up did not finish creating it; finishing it" in result.stderr
+    assert_ready(labdir, lab)
+    assert_nothing_left(labdir, lab)
+
+
+@pytest.mark.parametrize(
+    ("reached", "label"),
+    [
+        (in_phase("vm", "boot"), "domain defined, QEMU starting"),
+        (in_phase("vm", "address"), "guest booting, containers ready"),
+        (in_phase("vm", "first_boot"), "SSH up, cloud-init running"),
+        (steps_done("vm", 1), "provisioning: step 1 of 2 done"),
+    ],
+    ids=["boot", "address", "first_boot", "provisioning"],
+)
+def test_a_vm_lab_killed_part_way_is_finished_by_the_next_up(
+    make_lab: Callable[[bool], tuple[Path, Lab]], reached: Callable[[dict[str, Any]], bool], label: str
+) -> None:
+    labdir, lab = make_lab(True)
+    code, _ = stop_when(labdir, reached)
+    assert code == -signal.SIGKILL, label
+    started = time.monotonic()
+    result = labctl(labdir, "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    if "provisioning" in label:
+        assert "vm: step 1/2 (shell): done before" in result.stderr
+    else:
+        assert "vm: an earlier up did not finish creating it; finishing it" in result.stderr
+    assert_ready(labdir, lab)
+    print(f"{label}: the second up took {time.monotonic() - started:.1f} s")
+    assert_nothing_left(labdir, lab)
+
+
+def test_ctrl_c_finishes_the_machines_under_way_and_a_second_one_stops_at_once(
+    make_lab: Callable[[bool], tuple[Path, Lab]],
+) -> None:
+    labdir, lab = make_lab(False)
+    code, output = stop_when(labdir, in_phase("sys", "start"), how=signal.SIGINT)
+    assert code == 130, output
+    assert "interrupted: finishing the 2 machine(s) being worked on" in output
+    # Both were under way: both were finished, neither is left half-made.
+    assert {name: r.get("status") for name, r in records(labdir).items()} == {
+        "sys": "created",
+        "app": "created",
+    }
+    assert labctl(labdir, "destroy").returncode == 0
+
+    # A second Ctrl-C stops at once; what it left is finished by the next up.
+    proc = start_up(labdir)
+    try:
+        while not in_phase("sys", "start")(records(labdir)):
+            assert proc.poll() is None, "up ended before the phase was reached"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        seen: list[str] = []
+        while "interrupted" not in (line := proc.stdout.readline() if proc.stdout else ""):
+            assert line, f"up ended without saying it was interrupted: {seen}"
+            seen.append(line)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert "stopped: `labctl up` finishes the machines left unfinished" in output
+    result = labctl(labdir, "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_ready(labdir, lab)
+    assert_nothing_left(labdir, lab)
