@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 import enum
 import importlib
+import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,23 @@ class SshTarget:
         return ["-o", f"ProxyCommand={self.jump.proxy_command()}"] if self.jump else []
 
 
+FAILPOINT = "LABCTL_FAILPOINT"
+
+
+def failpoint(machine: str, point: str) -> None:
+    """A test hook: with LABCTL_FAILPOINT=MACHINE:POINT[:SIGNAL] labctl sends itself SIGNAL (KILL
+    unless named, e.g. INT for a Ctrl-C) the moment MACHINE reaches POINT (a phase of create or
+    start, or `provisioned-N` after step N). The crash tests use it to stop labctl at exactly
+    one point rather than after a guessed sleep; it does nothing unless set."""
+    wanted = os.environ.get(FAILPOINT)
+    if not wanted:
+        return
+    name, _, rest = wanted.partition(":")
+    where, _, signame = rest.partition(":")
+    if (name, where) == (machine, point):
+        os.kill(os.getpid(), getattr(signal, f"SIG{signame or 'KILL'}"))
+
+
 class LabContext:
     """What every driver of one lab shares."""
 
@@ -95,6 +114,7 @@ class LabContext:
 
         def record(phase: str) -> None:
             self.state.update_machine(machine.name, progress=phase)
+            failpoint(machine.name, phase)
 
         return record
 

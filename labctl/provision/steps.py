@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from labctl import console, localtree
+from labctl.drivers import failpoint
 from labctl.errors import DriverError, ProvisionError
 from labctl.labfile.models import AnsibleStep, FileStep, Kind, Machine, ProvisionStep, ShellStep
 from labctl.provision.transport import Transport, open_transport
@@ -84,6 +85,7 @@ class Provisioner:
                     continue
                 self._step(transport, machine, index, step, output)
                 state.update_machine(machine.name, provisioned_steps=index)
+                failpoint(machine.name, f"provisioned-{index}")
         state.update_machine(machine.name, provisioned_at=time.time())
         return "provisioned"
 
