@@ -7,6 +7,7 @@ lab at the end, checks that the host keeps no trace of it, and cleans up again i
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -46,6 +47,12 @@ MACHINES = {
         sys: {kind: lxc, box: debian-12, memory: 256M, networks: [lan]}
         boxed: {kind: ns, box: debian-12, memory: 32M, networks: [lan]}
         hostns: {kind: ns, memory: 32M, networks: [lan]}
+        """,
+    # As mixed, with a provisioning step that keeps `up` holding the lock beyond another's wait.
+    "slow": """\
+        sys: {kind: lxc, box: debian-12, memory: 256M, networks: [lan]}
+        boxed: {kind: ns, box: debian-12, memory: 32M, networks: [lan]}
+        hostns: {kind: ns, memory: 32M, networks: [lan], provision: [{shell: sleep 8}]}
         """,
     # ns machines only: `up` may finish within the other command's lock wait.
     "ns": """\
@@ -101,6 +108,12 @@ def finish(started: tuple[subprocess.Popen[str], float], timeout: float = HANG) 
         out, err = proc.communicate()
         pytest.fail(f"{proc.args!r} hung for {timeout:.0f} s:\n{out}{err}")
     return Finished(proc.pid, proc.returncode, out, err, time.monotonic() - began)
+
+
+def finish_all(*started: tuple[subprocess.Popen[str], float], timeout: float = HANG) -> list[Finished]:
+    """finish() of each, waited for side by side, so that each one's seconds are its own."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(started)) as pool:
+        return list(pool.map(lambda one: finish(one, timeout), started))
 
 
 def lab_traces(lab: Lab) -> dict[str, set[str]]:
@@ -200,18 +213,21 @@ def test_two_ups_at_once_make_one_lab(debian_box: Box, tmp_path: Path, machines:
     names = [m.name for m in lab.machines]
     with cleaned_up(tmp_path, lab):
         first, second = start(tmp_path, "up"), start(tmp_path, "up")
-        results = [finish(first), finish(second)]
+        results = finish_all(first, second)
         workers = [r for r in results if any(r.said(n, "created") for n in names)]
         assert len(workers) == 1, [r.stderr for r in results]
         (worker,) = workers
         (other,) = [r for r in results if r is not worker]
         assert worker.returncode == 0, worker.stderr
         assert all(worker.said(n, "created") for n in names), worker.stderr
+        print(f"second up: exit {other.returncode} after {other.seconds:.1f} s")
+        if machines == "slow":  # the worker held the lock for longer than the other waits
+            assert other.returncode == 1, other.stderr
         if other.returncode == 0:  # it waited for the lock and found the lab done
             assert all(other.said(n, "running") for n in names), other.stderr
         else:
             assert other.locked_by(worker.pid), other.stderr
-            assert other.seconds < LOCK_WAIT + 5, other.seconds  # fails fast, does not queue
+            assert other.seconds < LOCK_WAIT + 3, other.seconds  # fails fast, does not queue
             assert other.stdout == ""  # and touched nothing
         fully_up(tmp_path, lab)
         destroy_and_check(tmp_path, lab)
@@ -220,7 +236,9 @@ def test_two_ups_at_once_make_one_lab(debian_box: Box, tmp_path: Path, machines:
 # -- `up` and `destroy` at once -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("machines", "delay"), [("mixed", 0.0), ("mixed", 1.0), ("mixed", 3.0), ("ns", 0.5)])
+@pytest.mark.parametrize(
+    ("machines", "delay"), [("mixed", 0.0), ("mixed", 1.0), ("mixed", 3.0), ("ns", 0.5), ("slow", 1.0)]
+)
 def test_up_and_destroy_at_once_leave_a_whole_lab_or_none(
     debian_box: Box, tmp_path: Path, machines: str, delay: float
 ) -> None:
@@ -229,12 +247,15 @@ def test_up_and_destroy_at_once_leave_a_whole_lab_or_none(
         up = start(tmp_path, "up")
         time.sleep(delay)
         destroy = start(tmp_path, "destroy")
-        up_result, destroy_result = finish(up), finish(destroy)
+        up_result, destroy_result = finish_all(up, destroy)
         for result, other in ((up_result, destroy_result), (destroy_result, up_result)):
             # Each either did its work or was refused because the other held the lock.
             assert result.returncode == 0 or result.locked_by(other.pid), result.stdout + result.stderr
         assert 0 in (up_result.returncode, destroy_result.returncode)
         outcome = consistent_outcome(tmp_path, lab)
+        print(f"up: exit {up_result.returncode}, destroy: exit {destroy_result.returncode}, lab {outcome}")
+        if machines == "slow":  # destroy came while up held the lock, and gave up waiting
+            assert (destroy_result.returncode, outcome) == (1, "up"), destroy_result.stderr
         if destroy_result.returncode != 0:
             assert outcome == "up"
         if up_result.returncode != 0:
@@ -266,7 +287,7 @@ def test_every_lab_changing_verb_refuses_while_the_lab_is_locked(debian_box: Box
         with LabState(lab.root, lab.id, lab.file).lock():
             began = time.monotonic()
             running = {verbs: start(tmp_path, *verbs) for verbs in CHANGING_VERBS}
-            results = {verbs: finish(proc, timeout=60) for verbs, proc in running.items()}
+            results = dict(zip(running, finish_all(*running.values(), timeout=60), strict=True))
             everything = time.monotonic() - began
         for verbs, done in results.items():
             assert done.locked_by(os.getpid()), f"{' '.join(verbs)}: {done.returncode} {done.stderr}"
