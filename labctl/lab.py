@@ -220,8 +220,9 @@ class LabRunner:
         for box in {m.box for m in self.lab.machines if m.box}:
             self.context.store.unregister_user(box, self.lab.id)
         self.context.remove(self.context.data_dir, ignore_errors=True)
-        self.context.remove(self.context.state.dir, ignore_errors=True)
         state.release_id(self.lab)
+        # Last: with .labctl/ goes the lock file, and another labctl may take a new one at once.
+        self.context.remove(self.context.state.dir, ignore_errors=True)
 
     def _recorded_uris(self) -> list[str]:
         """libvirt URIs recorded for machines (also ones the labfile no longer names)."""

@@ -200,15 +200,30 @@ class LabState:
     @contextlib.contextmanager
     def lock(self, wait: float = 5.0) -> Iterator[None]:
         """Hold the lab lock; wait up to `wait` seconds, then fail naming the holder."""
-        self.ensure_dir()
-        fd = self._open_lock(self.dir / "lock")
+        fd = self._locked(time.monotonic() + wait)
         try:
-            self._acquire(fd, wait)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._claim()
             yield
         finally:
+            os.close(fd)
+
+    def _locked(self, deadline: float) -> int:
+        """The lock file, locked. `destroy` removes .labctl/, lock file and all, while holding it:
+        a process that was waiting on that file then holds a lock nobody else can see, so it
+        starts again with the file now at .labctl/lock (created afresh if need be)."""
+        lock_path = self.dir / "lock"
+        while True:
+            self.ensure_dir()
+            fd = self._open_lock(lock_path)
+            try:
+                self._acquire(fd, deadline)
+                if _same_file(fd, lock_path):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
             os.close(fd)
 
     def _claim(self) -> None:
@@ -252,8 +267,7 @@ class LabState:
         return fd
 
     @staticmethod
-    def _acquire(fd: int, wait: float) -> None:
-        deadline = time.monotonic() + wait
+    def _acquire(fd: int, deadline: float) -> None:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -266,6 +280,16 @@ class LabState:
                         "wait for it to finish, or stop it; the lock frees itself when it exits",
                     ) from None
                 time.sleep(0.1)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether fd is the file at path now (not one removed, or replaced, since it was opened)."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def bind(lab: Lab) -> Lab:

@@ -70,16 +70,21 @@ def host_traces(lab: Lab) -> dict[str, set[str]]:
     names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
     ours = {nic.host for m in lab.machines if m.kind == "lxc" for nic in LxcDriver(context).nics(m)}
     ours |= {link.host for m in lab.machines if m.kind == "ns" for link in NsDriver(context).links(m)}
-    runc = subprocess.run(
-        ["runc", "--root", str(data_dir / "runc"), "list", "-q"], capture_output=True, text=True
-    )
-    lxc = subprocess.run(["lxc-ls", "-P", str(data_dir / "lxc")], capture_output=True, text=True).stdout
+    # Only where the lab has them: `runc --root` creates its directory, a trace of its own.
+    runc = ""
+    if (data_dir / "runc").is_dir():
+        runc = subprocess.run(
+            ["runc", "--root", str(data_dir / "runc"), "list", "-q"], capture_output=True, text=True
+        ).stdout
+    lxc = ""
+    if (data_dir / "lxc").is_dir():
+        lxc = subprocess.run(["lxc-ls", "-P", str(data_dir / "lxc")], capture_output=True, text=True).stdout
     netns = {p.name for p in Path("/run/netns").glob("*")} if Path("/run/netns").is_dir() else set()
     return {
         "links": names & ours,
         "mounts": {str(p) for p in mount_points() if lab.id in str(p)},
         "netns": {n for n in netns if lab.id in n},
-        "runc": set(runc.stdout.split()),
+        "runc": set(runc.split()),
         "lxc": set(lxc.split()),
         "cgroups": {str(p) for p in cgroups.find_groups(lab.id)},
         "dirs": {str(p) for sub in ("ns", "lxc") for p in (data_dir / sub).glob("*")},

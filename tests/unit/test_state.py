@@ -96,3 +96,41 @@ def test_records_from_parallel_threads_are_all_kept(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert state.machines() == {f"m{i}": {"created_at": 19} for i in range(8)}
+
+
+def test_a_lock_file_removed_while_waited_on_is_not_a_lock(tmp_path: Path) -> None:
+    """`destroy` removes .labctl/ with the lock file in it while another labctl waits on that
+    file: the waiter must then lock the file a third labctl opens, not the removed one."""
+    import shutil
+    import threading
+
+    lock_file = tmp_path / ".labctl" / "lock"
+    acquired, release = threading.Event(), threading.Event()
+
+    def wait_then_hold() -> None:
+        with LabState(tmp_path, LAB_ID).lock(wait=10):
+            acquired.set()
+            release.wait(10)
+
+    def openers() -> int:
+        return sum(1 for fd in Path("/proc/self/fd").iterdir() if os.path.realpath(fd) == str(lock_file))
+
+    waiter = threading.Thread(target=wait_then_hold)
+    try:
+        with LabState(tmp_path, LAB_ID).lock():
+            waiter.start()
+            deadline = time.monotonic() + 5
+            while openers() < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert openers() == 2  # the waiter has the lock file open
+            shutil.rmtree(tmp_path / ".labctl")  # as destroy does, holding the lock
+        assert acquired.wait(5)
+        assert lock_file.exists()
+        with (
+            pytest.raises(StateError, match="locked by another labctl"),
+            LabState(tmp_path, LAB_ID).lock(0.3),
+        ):
+            pass
+    finally:
+        release.set()
+        waiter.join(10)
