@@ -163,3 +163,22 @@ def test_a_running_machine_no_up_saw_ready_is_finished_not_trusted(
     assert record["status"] == "created" and record["progress"] is None
     assert main(["up"]) == 0
     assert RESUMED == ["b"]  # ready now: not finished again
+
+
+def test_the_failpoint_signals_only_at_the_named_machine_and_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from labctl.drivers import failpoint
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: seen.append(signum))
+    try:
+        failpoint("a", "boot")  # unset: nothing
+        monkeypatch.setenv("LABCTL_FAILPOINT", "a:boot:USR1")
+        failpoint("b", "boot")
+        failpoint("a", "ssh")
+        assert seen == []
+        failpoint("a", "boot")
+        assert seen == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
