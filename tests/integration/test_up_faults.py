@@ -26,6 +26,7 @@ import pytest
 from test_containers import host_traces, labctl
 from tests_support import free_subnet
 
+from labctl.drivers import LabContext
 from labctl.labfile import load_lab
 from labctl.labfile.models import Lab
 from labctl.libvirt_util import lab_objects
@@ -157,6 +158,8 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[bool], tuple[Path, Lab]]]:
         ("sys", "start", {"resumed"}),
         ("sys", "ready", {"resumed"}),
         ("app", "rootfs", {"created", "resumed"}),
+        ("app", "bundle", {"created", "resumed"}),
+        ("app", "create", {"created", "resumed"}),
         ("app", "network", {"resumed"}),
         ("app", "start", {"resumed"}),
     ],
@@ -183,12 +186,14 @@ def test_containers_killed_in_a_phase_are_finished_by_the_next_up(
 @pytest.mark.parametrize(
     ("point", "label"),
     [
+        ("vm:define", "disk, seed and domain being made"),
         ("vm:boot", "domain defined, QEMU starting"),
         ("vm:address", "guest booting, containers ready"),
+        ("vm:ssh", "guest answering, labctl logging in"),
         ("vm:first_boot", "SSH up, cloud-init running"),
         ("vm:provisioned-1", "provisioning: step 1 of 2 done"),
     ],
-    ids=["boot", "address", "first_boot", "provisioning"],
+    ids=["define", "boot", "address", "ssh", "first_boot", "provisioning"],
 )
 def test_a_vm_lab_killed_part_way_is_finished_by_the_next_up(
     make_lab: Callable[[bool], tuple[Path, Lab]], point: str, label: str
@@ -202,7 +207,7 @@ def test_a_vm_lab_killed_part_way_is_finished_by_the_next_up(
     assert result.returncode == 0, result.stdout + result.stderr
     if "provisioning" in label:
         assert "vm: step 1/2 (shell): done before" in result.stderr
-    else:
+    elif point != "vm:define":  # killed in define, the domain may not exist yet: created anew
         assert "vm: an earlier up did not finish creating it; finishing it" in result.stderr
     assert_ready(labdir, lab, recorded)
     print(f"{label}: the second up took {time.monotonic() - started:.1f} s")
@@ -242,4 +247,30 @@ def test_ctrl_c_finishes_the_machines_under_way_and_a_second_one_stops_at_once(
     result = labctl(labdir, "up")
     assert result.returncode == 0, result.stdout + result.stderr
     assert_ready(labdir, lab, recorded)
+    assert_nothing_left(labdir, lab)
+
+
+def test_a_vm_the_host_cannot_start_leaves_nothing_and_the_next_up_creates_it(
+    make_lab: Callable[[bool], tuple[Path, Lab]],
+) -> None:
+    """QEMU refuses to start a guest larger than the host's memory (the kernel will not commit
+    it): up fails naming the VM, removes its domain and files, and once the labfile asks for
+    what the host has, up makes the lab."""
+    labdir, _ = make_lab(True)
+    labfile = labdir / "labfile.yml"
+    labfile.write_text(labfile.read_text().replace("memory: 512M", "memory: 900G", 1))
+    result = labctl(labdir, "up")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: vm: cannot start vm vm" in result.stderr
+    assert "up failed for 1 of 3 machines: vm" in result.stderr
+    lab = load_lab(str(labfile))
+    assert lab_objects(lab.libvirt_uri, lab.id).domains == []
+    assert not (LabContext(lab).data_dir / "vm" / "vm").exists()
+    assert records(labdir)["vm"]["status"] == "creating"
+    labfile.write_text(labfile.read_text().replace("memory: 900G", "memory: 512M", 1))
+    result = labctl(labdir, "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "vm: created" in result.stderr and "sys: running" in result.stderr
+    lab = load_lab(str(labfile))
+    assert_ready(labdir, lab, steps_recorded(labdir))
     assert_nothing_left(labdir, lab)
