@@ -135,6 +135,13 @@ def traces_of(lab: Lab, name: str) -> dict[str, set[str]]:
     return {key: {t for t in found if mine(t)} for key, found in host_traces(lab).items()}
 
 
+def assert_destroyed(lab: TestLab) -> None:
+    """destroy exits 0 and the host keeps nothing of the lab: no trace, no data dir, no state."""
+    assert lab.lab is not None
+    assert_nothing_left(lab.dir, lab.lab)
+    assert not lab.data_dir.exists()
+
+
 def assert_no_trace(lab: Lab, name: str) -> None:
     traces = traces_of(lab, name)
     assert traces == {key: set() for key in traces}, f"{name} left {traces}"
@@ -216,7 +223,7 @@ def test_a_missing_tool_fails_up_cleanly_and_the_next_up_finishes(
     result = lab("up")
     assert result.returncode == 0, output(result)
     assert_all_ready(lab, dict.fromkeys(machines, ("one",)))
-    assert_nothing_left(lab.dir, made)
+    assert_destroyed(lab)
 
 
 # -- 2. the lab's data directory full -------------------------------------------------------------
@@ -304,7 +311,7 @@ def test_a_readiness_timeout_undoes_the_machine_and_the_next_up_makes_it(lab: Te
     assert result.returncode == 0, output(result)
     assert "sys: created" in result.stderr and "app: running" in result.stderr, output(result)
     assert_all_ready(lab, {"sys": ["one"], "app": ["one"]})
-    assert_nothing_left(lab.dir, made)
+    assert_destroyed(lab)
 
 
 # -- 4. a provisioning step that fails -------------------------------------------------------------
@@ -313,7 +320,7 @@ def test_a_readiness_timeout_undoes_the_machine_and_the_next_up_makes_it(lab: Te
 def test_a_failed_step_is_fixed_and_the_next_up_runs_only_what_did_not_finish(lab: TestLab) -> None:
     machines = ["sys", "app", "bare"]
     failing = (appends("one"), appends("two"), "exit 3", appends("four"))
-    made = lab.write(dict.fromkeys(machines, failing))
+    lab.write(dict.fromkeys(machines, failing))
 
     result = lab("up")
     assert result.returncode == 1, output(result)
@@ -333,4 +340,4 @@ def test_a_failed_step_is_fixed_and_the_next_up_runs_only_what_did_not_finish(la
         assert f"{name}: step 2/4 (shell): done before" in result.stderr, output(result)
     assert_all_ready(lab, dict.fromkeys(machines, ("one", "two", "three", "four")))
     assert all("provisioned_at" in records(lab.dir)[name] for name in machines)
-    assert_nothing_left(lab.dir, made)
+    assert_destroyed(lab)
