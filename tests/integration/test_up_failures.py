@@ -12,8 +12,10 @@ seen twice is a step that ran twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -229,31 +231,51 @@ def test_a_missing_tool_fails_up_cleanly_and_the_next_up_finishes(
 # -- 2. the lab's data directory full -------------------------------------------------------------
 
 
-def mount_tmpfs(directory: Path, size: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711", "tmpfs", directory], check=True)
+@contextlib.contextmanager
+def small_data_dir(lab: TestLab, size: str) -> Iterator[Path]:
+    """The lab's data dir as a tmpfs of size, mounted by the test before `up`. On the way out
+    (a failed test too: the machines go before their disk) it is unmounted and removed."""
+    data_dir = lab.data_dir
+    data_dir.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711", "tmpfs", data_dir], check=True)
+    try:
+        yield data_dir
+    finally:
+        if (lab.dir / ".labctl").exists():
+            lab("destroy")
+        for _ in range(4):  # lazily, if a machine a failed test left still holds it
+            if is_mounted(data_dir) and subprocess.run(["umount", data_dir], check=False).returncode != 0:
+                subprocess.run(["umount", "--lazy", data_dir], check=False)
+    assert not is_mounted(data_dir)
+    data_dir.rmdir()
 
 
-def unmount_tmpfs(directory: Path) -> None:
-    """Unmount what the test mounted; lazily if a machine a failed test left still holds it."""
-    for _ in range(4):
-        if not is_mounted(directory):
-            return
-        if subprocess.run(["umount", directory], check=False).returncode != 0:
-            subprocess.run(["umount", "--lazy", directory], check=False)
+def grow(data_dir: Path, size: str) -> None:
+    """Free space: the tmpfs grown in place. Unmounting it under running machines would take
+    their roots and runc's state from under them, which is not what freeing space does."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", data_dir], check=True)
+
+
+def assert_destroyed_on(lab: TestLab, data_dir: Path) -> None:
+    """What assert_destroyed checks, with the test's own mount point left."""
+    assert lab.lab is not None
+    result = lab("destroy")
+    assert result.returncode == 0, output(result)
+    assert list(data_dir.iterdir()) == []
+    traces = host_traces(lab.lab)
+    traces["mounts"].discard(str(data_dir))  # the test's tmpfs
+    assert traces == {key: set() for key in traces}
+    assert not (lab.dir / ".labctl").exists()
 
 
 @pytest.mark.parametrize("machine", ["sys", "app"])
 def test_a_full_data_dir_fails_provisioning_and_the_next_up_finishes_it(lab: TestLab, machine: str) -> None:
     """The machine's writable layer lives in the lab's data dir (LXC: lxc/<container>/upper, ns:
-    ns/<machine>/upper), here a 16 MiB tmpfs that a 64 MiB file fills. When space is freed (the
-    tmpfs grown: unmounting it under the running machine would take its root and runc state from
-    under it, not free space) and the step fixed, the next `up` finishes provisioning."""
+    ns/<machine>/upper), here a 16 MiB tmpfs that a 64 MiB file fills. With space freed and the
+    step fixed, the next `up` finishes provisioning from the failed step."""
     big = "dd if=/dev/zero of=/root/big bs=1M count={}"
-    made = lab.write({machine: [appends("one"), big.format(64), appends("three")]})
-    data_dir = lab.data_dir
-    mount_tmpfs(data_dir, "16m")
-    try:
+    lab.write({machine: [appends("one"), big.format(64), appends("three")]})
+    with small_data_dir(lab, "16m") as data_dir:
         result = lab("up")
         assert result.returncode == 1, output(result)
         assert f"error: {machine}: step 2/3 (shell) exited 1" in result.stderr, output(result)
@@ -262,7 +284,7 @@ def test_a_full_data_dir_fails_provisioning_and_the_next_up_finishes_it(lab: Tes
         assert records(lab.dir)[machine]["provisioned_steps"] == 1
         assert machine_states(lab)[machine] == ("running", True)  # made, only its provisioning failed
 
-        subprocess.run(["mount", "-o", "remount,size=512m", data_dir], check=True)
+        grow(data_dir, "512m")
         lab.write({machine: [appends("one"), big.format(1), appends("three")]})
         result = lab("up")
         assert result.returncode == 0, output(result)
@@ -270,20 +292,34 @@ def test_a_full_data_dir_fails_provisioning_and_the_next_up_finishes_it(lab: Tes
         assert_all_ready(lab, {machine: ["one", "three"]})
         size = lab("exec", machine, "--", "stat", "-c", "%s", "/root/big")
         assert size.stdout.strip() == str(1024**2), output(size)
+        assert_destroyed_on(lab, data_dir)
 
-        result = lab("destroy")
+
+@pytest.mark.parametrize("machine", ["sys", "app"])
+def test_a_full_data_dir_during_a_create_undoes_the_machine(lab: TestLab, machine: str) -> None:
+    """No room left for the machine's own files (LXC's config and seed, the ns bundle): `up`
+    says which phase failed and why, removes what it made, and the next `up` makes it."""
+    made = lab.write({machine: [appends("one")]})
+    with small_data_dir(lab, "1m") as data_dir:
+        filler = data_dir / "filler"
+        fill = ["dd", "if=/dev/zero", f"of={filler}", "bs=4k"]
+        assert subprocess.run(fill, capture_output=True).returncode != 0  # ENOSPC: full
+        result = lab("up")
+        assert result.returncode == 1, output(result)
+        failed = re.search(
+            rf"^error: {machine}: phase '\w+' failed: No space left on device$", result.stderr, re.M
+        )
+        assert failed, output(result)
+        assert "hint: free space where labctl keeps machines (df -h" in result.stderr, output(result)
+        assert_no_trace(made, machine)
+        assert machine_states(lab)[machine] == ("not created", False)
+
+        filler.unlink()
+        grow(data_dir, "64m")
+        result = lab("up")
         assert result.returncode == 0, output(result)
-        assert list(data_dir.iterdir()) == []  # only the mount point, which is the test's
-        traces = host_traces(made)
-        traces["mounts"].discard(str(data_dir))  # the test's tmpfs
-        assert traces == {key: set() for key in traces}
-        assert not (lab.dir / ".labctl").exists()
-    finally:
-        if (lab.dir / ".labctl").exists():  # a failed test: the machine goes before its disk
-            lab("destroy")
-        unmount_tmpfs(data_dir)
-    assert not is_mounted(data_dir)
-    data_dir.rmdir()  # the test made it, as the mount point
+        assert_all_ready(lab, {machine: ["one"]})
+        assert_destroyed_on(lab, data_dir)
 
 
 # -- 3. a readiness timeout ------------------------------------------------------------------------
