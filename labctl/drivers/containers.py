@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 from labctl.drivers import Driver, LabContext
 from labctl.errors import DriverError
 from labctl.labfile.models import Machine
+from labctl.paths import labs_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_NAME = 64  # lxc-* and runc accept longer, but cgroup and socket paths get long quickly
@@ -33,7 +35,10 @@ def record(context: LabContext, machine: Machine, **fields: Any) -> None:
 
 
 class Phases:
-    """Durations of the named steps of a create, for state.json and `labctl status`."""
+    """Durations of the named steps of a create, for state.json and `labctl status`.
+
+    An OSError in a phase (labctl's own writes under the data dir: a full disk, a quota) becomes
+    a DriverError that names the phase and says what to free, not an unexplained exception."""
 
     def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.done: dict[str, float] = {}
@@ -46,8 +51,21 @@ class Phases:
         started = time.monotonic()
         try:
             yield
+        except OSError as exc:
+            raise phase_failed(name, exc) from exc
         finally:
             self.done[name] = round(time.monotonic() - started, 3)
+
+
+def phase_failed(phase: str, exc: OSError) -> DriverError:
+    what = exc.strerror or str(exc)
+    if exc.filename:
+        what += f": {exc.filename}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free space where labctl keeps machines (df -h {labs_dir()}), then run labctl up again"
+    else:
+        hint = "run labctl up again (--debug shows where it failed)"
+    return DriverError(f"phase '{phase}' failed: {what}", hint)
 
 
 def create_or_undo(

@@ -22,6 +22,7 @@ created: its config says (no lxc.idmap line: privileged), not the labfile of the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -42,7 +43,7 @@ from labctl.drivers.containers import (
 from labctl.drivers.lxc_rootfs import ROOT, Identity, Nic, seed
 from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.drivers.overlay import check_paths
-from labctl.errors import DriverError, HostError, MachineTimeout
+from labctl.errors import CommandError, DriverError, HostError, MachineTimeout, UsageError
 from labctl.idmap import Idmap, host_idmap, let_traverse, require_user_namespaces
 from labctl.labfile.models import Kind, Machine
 from labctl.paths import inside, labctl_home, own_dir
@@ -50,11 +51,30 @@ from labctl.run import run, stream, which
 from labctl.seed import dns_domain, nic_plan
 from labctl.templating import render
 
-READY_TIMEOUT = 120.0
+READY_TIMEOUT = 120.0  # seconds from RUNNING to sshd answering; LABCTL_READY_TIMEOUT overrides it
 STATES = {"RUNNING": MachineState.RUNNING, "STOPPED": MachineState.STOPPED, "FROZEN": MachineState.PAUSED}
 ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
 _keys_lock = threading.Lock()  # ensure_keypair is not safe against itself in parallel threads
 _IDMAP_LINE = re.compile(r"^lxc\.idmap = ([ug]) 0 (\d+) (\d+)$", re.MULTILINE)
+
+
+def ready_timeout() -> float:
+    """How long `up` waits for a started LXC machine to be ready: READY_TIMEOUT, or the seconds
+    LABCTL_READY_TIMEOUT gives (a slow host wants more; the test suite provokes a timeout)."""
+    text = os.environ.get("LABCTL_READY_TIMEOUT")
+    if text is None or not text.strip():
+        return READY_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 86400):
+        raise UsageError(
+            f"LABCTL_READY_TIMEOUT={text!r} is not a number of seconds",
+            f"give seconds between 0 and 86400, e.g. LABCTL_READY_TIMEOUT=300, or unset it "
+            f"(default {READY_TIMEOUT:g})",
+        )
+    return seconds
 
 
 def configured_idmap(config: str) -> Idmap | None:
@@ -99,6 +119,7 @@ class LxcDriver(Driver):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def check_host(self, machines: Sequence[Machine]) -> None:
+        ready_timeout()  # a bad LABCTL_READY_TIMEOUT is refused before anything is made
         for program in ("lxc-start", "lxc-attach", "lxc-info", "lxc-stop"):
             if not which(program):
                 raise HostError(f"{program} not found", "install liblxc's tools: apt-get install lxc")
@@ -244,16 +265,25 @@ class LxcDriver(Driver):
     def _wait_ready(self, machine: Machine) -> None:
         """RUNNING, then sshd answering on the lab address (or systemd up, without a network)."""
         run(self.lxc("lxc-wait", machine, "--state", "RUNNING", "--timeout", "30"))
+        timeout = ready_timeout()
         address = self.address(machine)
         if address is not None:
-            ready = wait_until(lambda: ssh_answers(address), READY_TIMEOUT, interval=0.1)
+            ready = wait_until(lambda: ssh_answers(address), timeout, interval=0.1)
+            what = f"sshd did not answer at {address}:22"
         else:
             argv = ["systemctl", "is-system-running", "--wait"]
-            ready = self.run(machine, argv, timeout=READY_TIMEOUT).stdout.strip() in ("running", "degraded")
+            try:
+                ready = self.run(machine, argv, timeout=timeout).stdout.strip() in ("running", "degraded")
+            except CommandError as exc:
+                if exc.returncode != -1:  # -1: it timed out (labctl.run)
+                    raise
+                ready = False
+            what = "systemd did not finish booting"
         if not ready:
             raise MachineTimeout(
-                f"{machine.name} did not start sshd within {READY_TIMEOUT:g} s",
-                f"look inside: labctl exec {machine.name} -- systemctl --failed",
+                f"phase 'ready' did not complete: {what} within {timeout:g} s",
+                "run labctl up again; a slow host may need longer: "
+                f"LABCTL_READY_TIMEOUT=SECONDS labctl up (default {READY_TIMEOUT:g})",
             )
 
     def stop(self, machine: Machine, timeout: float = 60.0) -> None:

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -49,11 +49,11 @@ class MachineOutput:
         return lines
 
 
-def steps_digest(machine: Machine) -> str:
-    """Which provisioning steps a record's progress refers to."""
+def steps_digest(steps: Sequence[ProvisionStep]) -> str:
+    """Which provisioning steps a record's progress refers to: the ones that finished."""
     import hashlib
 
-    return hashlib.sha256(repr(machine.provision).encode()).hexdigest()[:16]
+    return hashlib.sha256(repr(tuple(steps)).encode()).hexdigest()[:16]
 
 
 class Provisioner:
@@ -73,7 +73,10 @@ class Provisioner:
             return "nothing to provision"
         done = self._steps_done(machine) if resume else 0
         state = self.context.state
-        state.update_machine(machine.name, provisioned_steps=done, provision_digest=steps_digest(machine))
+        steps = machine.provision
+        state.update_machine(
+            machine.name, provisioned_steps=done, provision_digest=steps_digest(steps[:done])
+        )
         output = MachineOutput(machine.name)
         transport = open_transport(self.context, self.driver(machine.kind), machine)
         with contextlib.closing(transport):
@@ -84,17 +87,25 @@ class Provisioner:
                     )
                     continue
                 self._step(transport, machine, index, step, output)
-                state.update_machine(machine.name, provisioned_steps=index)
+                state.update_machine(
+                    machine.name, provisioned_steps=index, provision_digest=steps_digest(steps[:index])
+                )
                 failpoint(machine.name, f"provisioned-{index}")
         state.update_machine(machine.name, provisioned_at=time.time())
         return "provisioned"
 
     def _steps_done(self, machine: Machine) -> int:
+        """How many leading steps an earlier run finished that the labfile still has unchanged.
+        The step that failed (or was cut off) and those after it may have been edited since: the
+        fix of a failed step is what the next `up` runs. A finished step that changed since
+        makes every step run again, as its effect may be what later ones built on."""
         record = self.context.state.machines().get(machine.name, {})
-        if record.get("provision_digest") != steps_digest(machine):
-            return 0  # never run, or the steps changed since: all of them again
         done = record.get("provisioned_steps", 0)
-        return done if isinstance(done, int) and 0 <= done <= len(machine.provision) else 0
+        if not isinstance(done, int) or not 0 <= done <= len(machine.provision):
+            return 0
+        if record.get("provision_digest") != steps_digest(machine.provision[:done]):
+            return 0  # never run, or a finished step changed since: all of them again
+        return done
 
     def _step(
         self, transport: Transport, machine: Machine, index: int, step: ProvisionStep, output: MachineOutput

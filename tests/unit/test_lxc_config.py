@@ -13,7 +13,7 @@ import pytest
 
 from labctl import cgroups
 from labctl.drivers import LabContext
-from labctl.drivers.lxc import LxcDriver, configured_idmap
+from labctl.drivers.lxc import READY_TIMEOUT, LxcDriver, configured_idmap, ready_timeout
 from labctl.drivers.lxc_rootfs import Identity, Nic, seed
 from labctl.drivers.lxc_snapshots import Snapshots
 from labctl.errors import DriverError, UsageError
@@ -86,6 +86,19 @@ def test_names_paths_and_address(driver: LxcDriver) -> None:
     assert driver.directory(machine).parent == Path("/var/lib/labctl/labs") / driver.lab.id / "lxc"
     assert driver.address(machine) == "10.213.7.20"
     assert all(len(nic.host) <= 15 for nic in driver.nics(machine))
+
+
+def test_the_readiness_timeout_comes_from_the_environment_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LABCTL_READY_TIMEOUT", raising=False)
+    assert ready_timeout() == READY_TIMEOUT
+    monkeypatch.setenv("LABCTL_READY_TIMEOUT", "0.5")
+    assert ready_timeout() == 0.5
+    for bad in ("soon", "0", "-3", "nan", "inf", "1e9"):
+        monkeypatch.setenv("LABCTL_READY_TIMEOUT", bad)
+        with pytest.raises(UsageError, match="LABCTL_READY_TIMEOUT"):
+            ready_timeout()
 
 
 def test_v2_limits() -> None:

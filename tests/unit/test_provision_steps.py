@@ -253,14 +253,28 @@ def test_up_resumes_provisioning_after_the_last_finished_step(
     assert "b: step 1/3 (shell): done before" in err
     assert "b | one" not in err  # step 1 finished in the first up: not run again
     assert "b | about to fail" in err
-    record = memory_lab.read_text()  # the labfile, fixed: step 2 succeeds now
-    write_labfile(record.replace("exit 3", "exit 0"))
+    text = memory_lab.read_text()  # the labfile, fixed: step 2 succeeds now
+    write_labfile(text.replace("exit 3", "exit 0"))
     assert main(["up", "b"]) == 0
     err = capsys.readouterr().err
-    # The steps changed, so their recorded progress no longer applies: all of them run.
-    assert "b | one" in err and "b | about to fail" in err and "b | never" in err
+    # Only the failed step changed: the finished one still stands, the fixed one runs.
+    assert "b: step 1/3 (shell): done before" in err
+    assert "b | one" not in err and "b | about to fail" in err and "b | never" in err
     assert main(["provision", "b"]) == 0  # an explicit provision runs every step
     assert "b | one" in capsys.readouterr().err
+
+
+def test_a_finished_step_that_changed_makes_every_step_run_again(
+    memory_lab: Path, write_labfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["up", "b"]) == 1  # step 1 done, step 2 failed
+    capsys.readouterr()
+    text = memory_lab.read_text()
+    write_labfile(text.replace("echo one", "echo uno").replace("exit 3", "exit 0"))
+    assert main(["up", "b"]) == 0
+    err = capsys.readouterr().err
+    assert "done before" not in err
+    assert "b | uno" in err and "b | about to fail" in err and "b | never" in err
 
 
 def test_provision_refuses_machines_that_are_not_running(
