@@ -120,7 +120,7 @@ class Provisioner:
             if code != 0:
                 raise ProvisionError(
                     f"{where} exited {code}" + "".join(f"\n  {line}" for line in tail),
-                    f"fix the step, then run it again with: labctl provision {machine.name}",
+                    f"fix the step, then run labctl up (it goes on from this step) or labctl provision {machine.name} (every step)",
                 )
 
     def _run(

@@ -164,7 +164,10 @@ def test_up_reports_the_failing_step_and_provisions_the_others(lab: Lab) -> None
     assert lab.up.returncode == 1, err
     assert "error: nsfail: step 2/3 (shell) exited 3" in err
     assert "about to fail" in err
-    assert "hint: fix the step, then run it again with: labctl provision nsfail" in err
+    assert (
+        "hint: fix the step, then run labctl up (it goes on from this step) or labctl provision nsfail (every step)"
+        in err
+    )
     assert "up failed for 1 of 4 machines: nsfail" in err
     assert lab.cli("exec", "nsfail", "--", "test", "-e", "/root/never").returncode == 1
     for machine in WORKING:

@@ -163,7 +163,10 @@ def test_a_failing_step_stops_the_machine_and_names_step_code_and_output(memory_
     message = caught.value.message
     assert message.startswith("step 2/3 (shell) exited 3")
     assert "about to fail" in message and "one" not in message.split("\n", 1)[1]
-    assert caught.value.hint == "fix the step, then run it again with: labctl provision b"
+    assert (
+        caught.value.hint
+        == "fix the step, then run labctl up (it goes on from this step) or labctl provision b (every step)"
+    )
     ran = [MemoryDriver.files[argv[1]].decode() for _, argv in MemoryDriver.calls if argv[0] == "/bin/sh"]
     assert not any("never" in text for text in ran)
     assert "provisioned_at" not in context.state.machines().get("b", {})
