@@ -19,6 +19,7 @@ from typing import Any
 
 from labctl import addressing, templating
 from labctl.errors import DriverError, HostError
+from labctl.failpoints import failpoint
 from labctl.labfile.models import Lab, Network, NetworkMode
 from labctl.libvirt_util import connect, label_of, libvirt_errors, lookup_network
 from labctl.run import run
@@ -119,6 +120,7 @@ def _ensure_one(conn: Any, lab: Lab, network: Network) -> None:
     if existing is None:
         with libvirt_errors(f"cannot define lab network {name}"):
             existing = conn.networkDefineXML(render_xml(lab, network))
+        failpoint(f"network-{network.name}", "defined")
     with libvirt_errors(f"cannot start lab network {name}", "see `virsh net-start` for details"):
         if not existing.isActive():
             existing.create()

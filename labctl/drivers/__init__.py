@@ -9,14 +9,13 @@ from __future__ import annotations
 import abc
 import enum
 import importlib
-import os
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labctl.errors import UsageError
+from labctl.failpoints import failpoint
 from labctl.labfile.models import Kind, Lab, Machine
 from labctl.paths import labctl_home, labs_dir, own_dir, remove_tree
 from labctl.state import LabState, bind
@@ -54,23 +53,6 @@ class SshTarget:
     def proxy_options(self) -> list[str]:
         """OpenSSH options that route the connection through the jump host, if any."""
         return ["-o", f"ProxyCommand={self.jump.proxy_command()}"] if self.jump else []
-
-
-FAILPOINT = "LABCTL_FAILPOINT"
-
-
-def failpoint(machine: str, point: str) -> None:
-    """A test hook: with LABCTL_FAILPOINT=MACHINE:POINT[:SIGNAL] labctl sends itself SIGNAL (KILL
-    unless named, e.g. INT for a Ctrl-C) the moment MACHINE reaches POINT (a phase of create or
-    start, or `provisioned-N` after step N). The crash tests use it to stop labctl at exactly
-    one point rather than after a guessed sleep; it does nothing unless set."""
-    wanted = os.environ.get(FAILPOINT)
-    if not wanted:
-        return
-    name, _, rest = wanted.partition(":")
-    where, _, signame = rest.partition(":")
-    if (name, where) == (machine, point):
-        os.kill(os.getpid(), getattr(signal, f"SIG{signame or 'KILL'}"))
 
 
 class LabContext:

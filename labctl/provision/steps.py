@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from labctl import console, localtree
-from labctl.drivers import failpoint
 from labctl.errors import DriverError, ProvisionError
+from labctl.failpoints import failpoint
 from labctl.labfile.models import AnsibleStep, FileStep, Kind, Machine, ProvisionStep, ShellStep
 from labctl.provision.transport import Transport, open_transport
 

@@ -26,10 +26,11 @@ import pytest
 from test_containers import host_traces, labctl
 from tests_support import free_subnet
 
+from labctl.addressing import leases_of, libvirt_network_name
 from labctl.drivers import LabContext
 from labctl.labfile import load_lab
 from labctl.labfile.models import Lab
-from labctl.libvirt_util import lab_objects
+from labctl.libvirt_util import connect, lab_objects
 
 pytestmark = pytest.mark.integration
 
@@ -273,4 +274,27 @@ def test_a_vm_the_host_cannot_start_leaves_nothing_and_the_next_up_creates_it(
     assert "vm: created" in result.stderr and "sys: running" in result.stderr
     lab = load_lab(str(labfile))
     assert_ready(labdir, lab, steps_recorded(labdir))
+    assert_nothing_left(labdir, lab)
+
+
+def test_up_killed_between_defining_and_starting_a_network_is_finished_by_the_next_up(
+    make_lab: Callable[[bool], tuple[Path, Lab]],
+) -> None:
+    labdir, _ = make_lab(False)
+    labfile = labdir / "labfile.yml"
+    text = labfile.read_text().replace("networks:\n", f"networks:\n  back: {{cidr: {free_subnet()}}}\n", 1)
+    labfile.write_text(text.replace("64M\n    networks: [lan]", "64M\n    networks: [lan, back]"))
+    lab = load_lab(str(labfile))
+    code, output = up_stopped_at(labdir, "network-back:defined")
+    assert code == -signal.SIGKILL, output
+    # back is the lab's first network: defined, not started, and lan not made yet.
+    back_name = libvirt_network_name(lab, lab.network("back"))
+    assert lab_objects(lab.libvirt_uri, lab.id).networks == [back_name]
+    assert not connect(lab.libvirt_uri).networkLookupByName(back_name).isActive()
+    result = labctl(labdir, "up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_ready(labdir, lab)
+    back = next(lease for lease in leases_of(lab, lab.machine("app")) if lease.network == "back")
+    gateway = labctl(labdir, "exec", "app", "--", "ping", "-c", "1", "-W", "5", str(back.gateway))
+    assert gateway.returncode == 0, f"app cannot reach the host on network back: {gateway.stdout}"
     assert_nothing_left(labdir, lab)

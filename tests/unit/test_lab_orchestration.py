@@ -168,7 +168,7 @@ def test_a_running_machine_no_up_saw_ready_is_finished_not_trusted(
 def test_the_failpoint_signals_only_at_the_named_machine_and_point(monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    from labctl.drivers import failpoint
+    from labctl.failpoints import failpoint
 
     seen: list[int] = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: seen.append(signum))
