@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -224,9 +225,10 @@ def test_exec_passes_stdin_stdout_stderr_and_the_exit_code(lab: Lab, machine: st
 @pytest.mark.parametrize("machine", WORKING)
 def test_exec_t_gives_the_command_a_terminal(lab: Lab, machine: str) -> None:
     command = [*LABCTL, "exec", "-t", machine, "--", "sh", "-c", "tty; exit 5"]
-    # `script` runs labctl on a pseudo-terminal, as a user's shell would.
+    # `script` runs labctl on a pseudo-terminal, as a user's shell would; shlex.join keeps "tty;
+    # exit 5" one argument of sh -c, so the exit code checked is the one labctl returns.
     proc = subprocess.run(
-        ["script", "-qefc", " ".join(command), "/dev/null"],
+        ["script", "-qefc", shlex.join(command), "/dev/null"],
         cwd=lab.root,
         capture_output=True,
         text=True,
