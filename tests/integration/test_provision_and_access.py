@@ -152,9 +152,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, debian_box: Box) -> Iterator[L
     try:
         handle.up = handle.cli("up", timeout=1800)
         yield handle
-    finally:
-        destroyed = handle.cli("destroy", timeout=600)
-        assert destroyed.returncode == 0, destroyed.stderr
+    except BaseException:
+        handle.cli("destroy", timeout=600)  # best effort: the failure above is the one to report
+        raise
+    destroyed = handle.cli("destroy", timeout=600)
+    assert destroyed.returncode == 0, destroyed.stderr
 
 
 # -- provisioning -----------------------------------------------------------------------------
