@@ -121,6 +121,12 @@ class LabRunner:
         state = self.context.state
         current = driver.state(machine)
         if current is MachineState.NOT_CREATED:
+            record = state.machines().get(machine.name)
+            if record and record.get("status") == "creating":
+                # A create killed before the machine existed for its driver (an LXC machine
+                # half-way through seeding its root) leaves files a new create must not build
+                # on: remove them first. destroy succeeds on whatever is there.
+                driver.destroy(machine)
             state.replace_machine(machine.name, kind=machine.kind.value, box=machine.box, status="creating")
             driver.create(machine)
             self._mark_ready(machine, created_at=time.time())
