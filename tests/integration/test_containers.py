@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -48,8 +48,13 @@ PINGERS = ["sys", "full", "userns"]  # machines with the box (ping) on the lab n
 
 
 def labctl(
-    labdir: Path, *args: str, input: str | None = None, timeout: float = 600
+    labdir: Path,
+    *args: str,
+    input: str | None = None,
+    timeout: float = 600,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, with env on top of this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "labctl", *args],
         cwd=labdir,
@@ -57,7 +62,7 @@ def labctl(
         text=True,
         input=input,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
         check=False,
     )
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from test_containers import host_traces
+from test_containers import host_traces, labctl
 from test_up_faults import assert_nothing_left, records
 from tests_support import free_subnet
 
@@ -62,22 +60,6 @@ def labfile(subnet: str, machines: Provision) -> str:
 
 def appends(word: str) -> str:
     return f"echo {word} >> /root/provisioned"
-
-
-def labctl(
-    labdir: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, with env on top of this process's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "labctl", *args],
-        cwd=labdir,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
-        check=False,
-    )
 
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
