@@ -345,3 +345,12 @@ def test_a_lab_without_checks_is_a_usage_error(
     write_labfile(MACHINES)
     assert main(["check"]) == 2
     assert "lab course has no checks" in capsys.readouterr().err
+
+
+def test_up_with_a_mistaken_checks_section_creates_nothing(
+    write_labfile: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_labfile(MACHINES + "checks:\n  - {name: a, on: nowhere, run: 'true'}\n")
+    assert main(["up"]) == 2
+    assert "labfile.yml:6:19: checks[0].on: expected a machine of this lab" in capsys.readouterr().err
+    assert sorted(p.name for p in path.parent.iterdir()) == ["labfile.yml"]

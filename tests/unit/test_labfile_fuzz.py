@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labctl.cli import main
+from labctl.labfile.checks import CHECK_KEYS, HTTP_KEYS, RUN_KEYS, TCP_KEYS
 from labctl.labfile.machines import ALL_MACHINE_KEYS
 from labctl.labfile.provision import STEP_KINDS
 from labctl.labfile.schema import LAB_KEYS, NETWORK_KEYS
@@ -55,6 +56,10 @@ machines:
       - file: {src: ., dest: /srv}
   cache: {kind: lxc, memory: 256M, groups: [tier], networks: [lan]}
   probe: {kind: ns, namespaces: [pid, net, uts, ipc, mnt], command: [sleep, infinity]}
+checks:
+  - {name: a, step: 1-x, on: web, run: hostname, stdout: '^web$', retries: 2, timeout: 5s}
+  - {name: b, on: host, http: {url: 'http://10.213.7.20/', status: 200, body: ok}}
+  - {name: c, on: cache, tcp: {host: 10.213.7.20, port: 22, open: false}}
 """
 
 # Plain scalars that yaml.safe_dump cannot produce (Python refuses to print an int of 5,000
@@ -73,6 +78,10 @@ KEYS = sorted(
         *NETWORK_KEYS,
         *ALL_MACHINE_KEYS,
         *STEP_KINDS,
+        *CHECK_KEYS,
+        *RUN_KEYS,
+        *HTTP_KEYS,
+        *TCP_KEYS,
         "name",
         "ip",
         "src",
@@ -123,6 +132,9 @@ labfiles = st.fixed_dictionaries(
         ),
         "defaults": machine,
         "libvirt_uri": scalars,
+        "checks": st.lists(
+            st.dictionaries(st.sampled_from(CHECK_KEYS + RUN_KEYS), values, max_size=8), max_size=4
+        ),
         "extra": values,
     },
 )
