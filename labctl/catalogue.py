@@ -160,6 +160,9 @@ def copy(name: str, target: Path, root: Path | None = None) -> Path:
     lab's directory can end up in the working copy.
     """
     source = find(name, root)
+    where = target.resolve()
+    if where == source.resolve() or source.resolve() in where.parents:
+        raise UsageError(f"{target} is inside the catalogue's lab {name}", "copy it somewhere else")
     _make_empty(target)
     _copy_tree(source, target)
     return target / LABFILE

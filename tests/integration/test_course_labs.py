@@ -62,7 +62,9 @@ def _lesson(workdir: Path, lab: Lab, fail_before: set[str]) -> None:
     assert {check["name"] for check in before["checks"]} == {check.name for check in lab.checks}
 
     solved = _solve(workdir)
-    assert solved.returncode == 0, f"solution/solve exited {solved.returncode}:\n{solved.stdout}{solved.stderr}"
+    assert solved.returncode == 0, (
+        f"solution/solve exited {solved.returncode}:\n{solved.stdout}{solved.stderr}"
+    )
 
     after = _checks(workdir)
     still = [check["name"] for check in after["checks"] if not check["passed"]]

@@ -168,6 +168,13 @@ def test_copy_keeps_files_and_modes_but_never_links_or_state(tmp_path: Path) -> 
     assert stat.S_IMODE((tmp_path / "work" / "data.txt").stat().st_mode) == 0o644
 
 
+def test_copy_refuses_a_target_inside_the_lab_itself(tmp_path: Path) -> None:
+    root = _fake_catalogue(tmp_path / "labs", tmp_path / "outside.txt")
+    with pytest.raises(UsageError, match="inside the catalogue's lab demo"):
+        catalogue.copy("demo", root / "demo" / "solution" / "copy", root)
+    assert not (root / "demo" / "solution" / "copy").exists()
+
+
 def test_a_link_in_the_catalogue_is_no_lab(tmp_path: Path) -> None:
     root = _fake_catalogue(tmp_path / "labs", tmp_path / "outside.txt")
     (root / "alias").symlink_to(root / "demo", target_is_directory=True)
