@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "provision": ("labctl.cli.provision", "run the machines' provisioning steps again"),
     "ssh-config": ("labctl.cli.ssh_config", "print an OpenSSH config for the lab's machines"),
     "inventory": ("labctl.cli.inventory", "print an Ansible inventory of the lab"),
+    "check": ("labctl.cli.check", "run the lab's checks and show which pass"),
     "halt": ("labctl.cli.halt", "shut machines down"),
     "snapshot": ("labctl.cli.snapshot", "save, restore, list and delete machine snapshots"),
     "destroy": ("labctl.cli.destroy", "remove machines and everything the lab created"),

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     kinds = ", ".join(f"{counts[kind]} {kind}" for kind in Kind if counts[kind])
     nets = len(lab.networks)
-    print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}")
+    checks = f"; {len(lab.checks)} check{'s' if len(lab.checks) != 1 else ''}" if lab.checks else ""
+    print(f"ok: lab {lab.name}: {kinds}; {nets} network{'s' if nets != 1 else ''}{checks}")
     _warn_privileged(lab)
     _warn_public_subnets(lab)
     _warn_missing_boxes(lab)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,55 @@ class Machine:
         return self.memory // (1024 * 1024)
 
 
+HOST = "host"  # what a check's `on:` names for the host itself
+
+
+@dataclass(frozen=True)
+class RunProbe:
+    """A command, with the exit code and output it must give."""
+
+    argv: tuple[str, ...]
+    shown: str  # how the labfile wrote it, for messages
+    exit: int = 0
+    stdout: re.Pattern[str] | None = None
+    stderr: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """A GET request, with the status (and optionally the body) it must answer."""
+
+    url: str
+    status: int = 200
+    body: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class TcpProbe:
+    """A TCP connect, expected to succeed (open) or to be refused or time out (closed)."""
+
+    host: str
+    port: int
+    open: bool = True
+
+
+Probe = RunProbe | HttpProbe | TcpProbe
+
+
+@dataclass(frozen=True)
+class Check:
+    """One progress check of a lab: a probe run on a machine (or the host), with retries."""
+
+    name: str
+    on: str  # a machine name, or HOST
+    probe: Probe
+    step: str | None = None
+    description: str | None = None
+    retries: int = 0
+    interval: float = 1.0  # seconds between attempts
+    timeout: float = 30.0  # seconds per attempt
+
+
 # Hex digits of SHA-256(lab directory) in a lab id: 48 bits, so that two directories do not
 # collide by chance (24 bits did within a few thousand). Labs made before keep their 6 digits
 # (labctl.state.bind reads which one a lab has), as every name of their objects holds the id.
@@ -140,6 +190,7 @@ class Lab:
     machines: tuple[Machine, ...]
     libvirt_uri: str = "qemu:///system"
     id_digits: int = ID_DIGITS
+    checks: tuple[Check, ...] = ()
 
     @property
     def root(self) -> Path:

@@ -14,6 +14,7 @@ from labctl.labfile.checker import Checker, check_uri, choices
 from labctl.labfile.loader import Document, Key, kind_of
 from labctl.labfile.machines import ALL_MACHINE_KEYS, MachineBuilder
 from labctl.labfile.models import (
+    Check,
     Kind,
     Lab,
     Machine,
@@ -21,7 +22,7 @@ from labctl.labfile.models import (
     NetworkMode,
 )
 
-LAB_KEYS = ["name", "defaults", "networks", "machines", "libvirt_uri"]
+LAB_KEYS = ["name", "defaults", "networks", "machines", "libvirt_uri", "checks"]
 NETWORK_KEYS = ["cidr", "mode"]
 DEFAULT_NETWORK = "lab"
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -37,7 +38,15 @@ def build_lab(document: Document, labfile: Path) -> Lab:
     networks = _networks(checker, top.get("networks"), name, labfile)
     defaults = checker.mapping(("defaults",), top.get("defaults", {}), ALL_MACHINE_KEYS, "machine settings")
     machines = _machines(checker, top, defaults, networks, labfile.parent)
-    lab = Lab(name=name, file=labfile, networks=tuple(networks), machines=tuple(machines), libvirt_uri=uri)
+    checks = _checks(checker, top, machines)
+    lab = Lab(
+        name=name,
+        file=labfile,
+        networks=tuple(networks),
+        machines=tuple(machines),
+        libvirt_uri=uri,
+        checks=tuple(checks),
+    )
     if not checker.problems:
         _check_buildable(checker, lab)
     if checker.problems:
@@ -176,6 +185,13 @@ def _machines(
     machines = [m for m in (builder.build(name, spec) for name, spec in raw.items()) if m is not None]
     _check_static_ips(checker, machines, networks)
     return machines
+
+
+def _checks(checker: Checker, top: dict[str, Any], machines: list[Machine]) -> list[Check]:
+    from labctl.labfile.checks import ChecksBuilder
+
+    declared = set(top["machines"]) if isinstance(top.get("machines"), dict) else set()
+    return ChecksBuilder(checker, machines, declared).build(top.get("checks"))
 
 
 def _check_static_ips(checker: Checker, machines: list[Machine], networks: list[Network]) -> None:

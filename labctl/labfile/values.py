@@ -45,6 +45,33 @@ def size(value: Any) -> int:
     return int(Decimal(number) * base ** _UNITS[unit.upper()])
 
 
+_DURATION = re.compile(r"[ \t]*(\d{1,9}(?:\.\d{1,3})?)[ \t]*(ms|s|m|h)?[ \t]*")
+_DURATION_UNITS = {
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+    None: Decimal(1),
+}
+
+
+def duration(value: Any, low: float, high: float) -> float:
+    """'500ms', '10s', '2m', '1h' or a bare number of seconds -> seconds, from low to high."""
+    example = "expected a duration like 500ms, 10s or 2m"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{example}, got {kind_of(value)}")
+    match = _DURATION.fullmatch(str(value)) if not isinstance(value, float) else None
+    if isinstance(value, float):
+        seconds = value
+    elif match is None:
+        raise ValueError(f"{example}, got {shown(str(value))}")
+    else:
+        seconds = float(Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    if not low <= seconds <= high:
+        raise ValueError(f"must be from {low:g} s to {high:g} s, got {seconds:g} s")
+    return seconds
+
+
 def human_size(n: int) -> str:
     for unit, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
         if n >= 1024**power and n % 1024**power == 0:
