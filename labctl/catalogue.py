@@ -93,8 +93,8 @@ def load(name: str, root: Path | None = None) -> CourseLab:
     from labctl.labfile import load_lab
 
     directory = find(name, root)
-    summary, up_seconds, fail_before = read_metadata(directory / METADATA)
     lab = load_lab(str(directory / LABFILE))
+    summary, up_seconds, fail_before = read_metadata(directory / METADATA, [c.name for c in lab.checks])
     kinds = tuple(dict.fromkeys(machine.kind.value for machine in lab.machines))
     return CourseLab(name, directory, summary, up_seconds, fail_before, kinds)
 
@@ -103,8 +103,11 @@ def load_all(root: Path | None = None) -> list[CourseLab]:
     return [load(name, root) for name in names(root)]
 
 
-def read_metadata(path: Path) -> tuple[str, float, tuple[str, ...]]:
-    """summary, up_seconds and fail_before of a lab.yml; LabfileError with every problem."""
+def read_metadata(path: Path, checks: list[str] | None = None) -> tuple[str, float, tuple[str, ...]]:
+    """summary, up_seconds and fail_before of a lab.yml; LabfileError with every problem.
+
+    With checks (the names of the labfile's checks), every fail_before name must be one of them.
+    """
     from labctl.labfile import loader
 
     document = loader.load(path, str(path))
@@ -116,7 +119,7 @@ def read_metadata(path: Path) -> tuple[str, float, tuple[str, ...]]:
             checker.error((key,), f"missing; lab.yml needs {', '.join(LAB_KEYS)}")
     summary = checker.parse(("summary",), top.get("summary", ""), _summary)
     up_seconds = checker.parse(("up_seconds",), top.get("up_seconds", 0), _seconds)
-    fail_before = _fail_before(checker, ("fail_before",), top.get("fail_before", []))
+    fail_before = _fail_before(checker, ("fail_before",), top.get("fail_before", []), checks)
     if checker.problems:
         raise LabfileError(sorted(checker.problems, key=lambda p: (p.line, p.column)))
     assert summary is not None and up_seconds is not None  # no problem means both parsed
@@ -138,7 +141,7 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
-def _fail_before(checker: Checker, path: Key, value: Any) -> tuple[str, ...]:
+def _fail_before(checker: Checker, path: Key, value: Any, checks: list[str] | None) -> tuple[str, ...]:
     if not isinstance(value, list):
         checker.error(path, f"expected a list of check names, got {kind_of(value)}")
         return ()
@@ -147,6 +150,9 @@ def _fail_before(checker: Checker, path: Key, value: Any) -> tuple[str, ...]:
         check = checker.parse((*path, index), item, lambda v: values.name(v, "check name"))
         if check is not None and check in result:
             checker.error((*path, index), f"{check!r} is listed twice")
+        elif check is not None and checks is not None and check not in checks:
+            suggestion = values.suggestion(check, checks)
+            checker.error((*path, index), f"{check!r} is no check of the lab's {LABFILE}{suggestion}")
         elif check is not None:
             result.append(check)
     return tuple(result)

@@ -207,6 +207,25 @@ def test_lab_yml_problems_name_file_line_and_key_all_at_once(tmp_path: Path) -> 
     ]
 
 
+def test_lab_yml_fail_before_names_checks_of_the_labfile(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("summary: s\nup_seconds: 2\nfail_before: [copy-up, copy-uq, gone]\n")
+    assert catalogue.read_metadata(path)[2] == ("copy-up", "copy-uq", "gone")
+    with pytest.raises(LabfileError) as caught:
+        catalogue.read_metadata(path, ["copy-up", "whiteout"])
+    assert str(caught.value).splitlines() == [
+        f"{path}:3:24: fail_before[1]: 'copy-uq' is no check of the lab's labfile.yml; did you mean 'copy-up'?",
+        f"{path}:3:33: fail_before[2]: 'gone' is no check of the lab's labfile.yml",
+    ]
+
+
+def test_labs_refuses_a_lab_whose_fail_before_is_no_check(tmp_path: Path) -> None:
+    root = _fake_catalogue(tmp_path / "labs", tmp_path / "outside.txt")
+    (root / "demo" / "lab.yml").write_text("summary: a demo\nup_seconds: 1\nfail_before: [nothing]\n")
+    with pytest.raises(LabfileError, match="'nothing' is no check"):
+        catalogue.load_all(root)
+
+
 def test_lab_yml_needs_every_key(tmp_path: Path) -> None:
     path = tmp_path / "lab.yml"
     path.write_text("summary: two\n  lines\n")
