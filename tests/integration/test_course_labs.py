@@ -86,8 +86,6 @@ def _checks(workdir: Path) -> dict[str, Any]:
 def _table(workdir: Path) -> str:
     """What a student would see: the check table with every failure's detail, and labctl's status."""
     checked = labctl(workdir, "check", "--verbose")
-    if checked.returncode == 2:  # no --verbose in this labctl: the table alone
-        checked = labctl(workdir, "check")
     status = labctl(workdir, "status")
     return f"labctl check:\n{checked.stdout}{checked.stderr}\nlabctl status:\n{status.stdout}{status.stderr}"
 
