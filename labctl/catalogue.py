@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import LabctlError, LabfileError, UsageError
+from labctl.errors import LabctlError, LabfileError, Problem, UsageError
 from labctl.labfile import values
 from labctl.labfile.checker import Checker
 from labctl.labfile.loader import Key, kind_of
@@ -110,6 +110,8 @@ def read_metadata(path: Path, checks: list[str] | None = None) -> tuple[str, flo
     """
     from labctl.labfile import loader
 
+    if not path.is_file():  # the loader's own message would speak of labfiles
+        raise LabfileError([Problem(str(path), 1, 1, "", f"missing: every course lab needs a {METADATA}")])
     document = loader.load(path, str(path))
     checker = Checker(document)
     checker.problems.extend(document.problems)

@@ -226,6 +226,14 @@ def test_labs_refuses_a_lab_whose_fail_before_is_no_check(tmp_path: Path) -> Non
         catalogue.load_all(root)
 
 
+def test_a_lab_without_lab_yml_is_refused_by_name(tmp_path: Path) -> None:
+    root = _fake_catalogue(tmp_path / "labs", tmp_path / "outside.txt")
+    (root / "demo" / "lab.yml").unlink()
+    with pytest.raises(LabfileError) as caught:
+        catalogue.load_all(root)
+    assert str(caught.value) == f"{root / 'demo' / 'lab.yml'}:1:1: missing: every course lab needs a lab.yml"
+
+
 def test_lab_yml_needs_every_key(tmp_path: Path) -> None:
     path = tmp_path / "lab.yml"
     path.write_text("summary: two\n  lines\n")
