@@ -10,13 +10,14 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import pty
+import re
 import select
 import shutil
 import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,28 @@ def test_exec_and_run_report_exit_codes_and_output(vmlab: VmLab) -> None:
     assert vmlab.driver.run(pv, ["cat"], input=b"fed through stdin").stdout == "fed through stdin"
     assert vmlab.driver.run(pv, ["printf", "%s", "a b; $(true)"]).stdout == "a b; $(true)"
     assert vmlab.driver.exec(pv, ["sh", "-c", "exit 7"]) == 7
+
+
+def test_checks_probe_from_inside_a_vm(vmlab: VmLab) -> None:
+    """The probes of `labctl check` run in a VM through its driver, as in a container."""
+    from labctl.checks import Answer, run_check
+    from labctl.labfile.models import Check, HttpProbe, RunProbe, TcpProbe
+
+    pv = vmlab.machine("pv")
+
+    def execute(argv: Sequence[str], timeout: float) -> Answer:
+        result = vmlab.driver.run(pv, argv, timeout=timeout)
+        return Answer(result.returncode, result.stdout, result.stderr)
+
+    def detail(probe: RunProbe | HttpProbe | TcpProbe) -> str:
+        return run_check(Check("c", "pv", probe, timeout=60), execute).detail
+
+    em_ip = str(addressing.plan(vmlab.lab)[("em", "lan")].ip)
+    assert detail(RunProbe(("hostname",), "hostname", stdout=re.compile("^pv$", re.M))) == ""
+    assert detail(TcpProbe(em_ip, 22)) == ""
+    assert detail(TcpProbe(em_ip, 81, open=False)) == ""
+    assert detail(TcpProbe(em_ip, 81)).startswith(f"tcp {em_ip}:81 is closed")
+    assert "Connection refused" in detail(HttpProbe(f"http://{em_ip}:81/"))
 
 
 def test_state_records_accel_phases_and_console_log(vmlab: VmLab) -> None:
