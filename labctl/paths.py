@@ -29,7 +29,7 @@ def box_store() -> Path:
 
 
 def resource_dir(name: str) -> Path:
-    """templates/, playbooks/ or boxes/: inside the installed wheel, or at the source root."""
+    """templates/, playbooks/, boxes/ or labs/: inside the installed wheel, or at the source root."""
     package_dir = Path(__file__).resolve().parent
     for candidate in (package_dir / "_data" / name, package_dir.parent / name):
         if candidate.is_dir():

@@ -18,7 +18,8 @@ from labctl.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LabctlError
 
 # verb: (module, one-line help). Order is the order of `labctl --help`.
 VERBS: dict[str, tuple[str, str]] = {
-    "init": ("labctl.cli.init", "write a commented starter labfile"),
+    "init": ("labctl.cli.init", "write a commented starter labfile, or copy a course lab"),
+    "labs": ("labctl.cli.labs", "list the course labs shipped with labctl"),
     "validate": ("labctl.cli.validate", "check the labfile and report every problem in it"),
     "up": ("labctl.cli.up", "create and start the lab's machines"),
     "status": ("labctl.cli.status", "show the lab's machines and their state"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 from labctl.errors import UsageError
@@ -49,9 +50,22 @@ machines:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="the lab's name (default: this directory's name)")
+    parser.add_argument(
+        "--lab", metavar="NAME", help="copy the course lab NAME instead (labctl labs lists them)"
+    )
+    parser.add_argument(
+        "directory", nargs="?", metavar="DIR", help="with --lab: where to copy it (default: ./NAME)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lab is not None:
+        return _copy_lab(args)
+    if args.directory is not None:
+        raise UsageError(
+            f"DIR ({args.directory}) goes with --lab only",
+            "labctl init -f PATH writes a starter labfile at PATH",
+        )
     from labctl.labfile import find
     from labctl.labfile.values import default_lab_name, name
 
@@ -77,3 +91,22 @@ def _write_new(path: Path, text: str) -> None:
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _copy_lab(args: argparse.Namespace) -> int:
+    from labctl import catalogue
+
+    if args.name is not None or args.file is not None:
+        raise UsageError(
+            "--lab copies the lab with its own labfile and name; --name and -f do not go with it",
+            "give the directory to copy it into as the last argument: labctl init --lab NAME DIR",
+        )
+    target = Path(args.directory if args.directory is not None else args.lab).absolute()
+    catalogue.copy(args.lab, target)
+    shown = os.path.relpath(target)
+    print(f"copied the course lab {args.lab} into {shown}; next:")
+    print(f"  cd {shlex.quote(shown)}")
+    print("  labctl up          # create the lab's machines")
+    print("  labctl check       # what is still to do: the lesson's checks, failing until you act")
+    print("  then read README.md and follow the lesson; labctl destroy removes everything at the end")
+    return 0
